@@ -1,0 +1,45 @@
+# tierserve: `make serve` runs the stack on the embedded default, `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= configs/default.yaml
+STAMP  := $(VENV)/.tierserve-installed
+export RAY_USAGE_STATS_ENABLED := 0
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install models serve test test-fast lint bench clean
+
+$(STAMP): requirements-cpu.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet --no-deps -r requirements-cpu.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(STAMP)
+
+models: $(STAMP)
+	$(BIN)/tierserve models prepare --config $(CONFIG)
+
+serve: models
+	$(BIN)/tierserve serve --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/tierserve models prepare --config configs/test.yaml
+	$(BIN)/python -m pytest -ra
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/tierserve models prepare --config configs/default.yaml
+	$(BIN)/python -m loadtest.bench --config configs/default.yaml
+
+clean:
+	rm -rf $(VENV) .tierserve .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,24 @@
+"""Semantic cache: embeddings, an HNSW index per tenant, Redis as the shared store."""
+
+from cache.config import CacheConfig, RedisConfig
+from cache.embedder import Embedder, SentenceTransformerEmbedder
+from cache.errors import CacheError, CacheUnavailable
+from cache.keys import namespace_key
+from cache.semantic import Lookup, Outcome, SemanticCache
+from cache.store import CachedAnswer, CacheEntry, CacheStore
+
+__all__ = [
+    "CacheConfig",
+    "CacheEntry",
+    "CacheError",
+    "CacheStore",
+    "CacheUnavailable",
+    "CachedAnswer",
+    "Embedder",
+    "Lookup",
+    "Outcome",
+    "RedisConfig",
+    "SemanticCache",
+    "SentenceTransformerEmbedder",
+    "namespace_key",
+]

@@ -1,0 +1,58 @@
+"""Configuration owned by the cache package (composed into the stack config by serving.config)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RedisConfig(BaseModel):
+    """Where the cache's Redis lives and how hard to try before bypassing it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        default=None,
+        description="redis:// URL of an operator-run Redis. Unset: the stack starts its own on loopback.",
+    )
+    socket_timeout_s: float = Field(
+        default=0.25, gt=0, description="Per-command timeout; a slower Redis is treated as down."
+    )
+    connect_timeout_s: float = Field(default=0.25, gt=0, description="TCP connect timeout.")
+    retry_after_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="After a Redis failure, bypass the cache this long before trying Redis again.",
+    )
+    key_prefix: str = Field(default="tierserve", min_length=1, description="Prefix of every key we write.")
+
+
+class CacheConfig(BaseModel):
+    """Semantic cache policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Turn the semantic cache on or off.")
+    similarity_threshold: float = Field(
+        default=0.92,
+        gt=0,
+        le=1,
+        description="Cosine similarity a candidate needs (after the exact parts matched) to count as a hit.",
+    )
+    candidates: int = Field(default=4, ge=1, le=64, description="Nearest neighbours checked per lookup.")
+    ttl_s: int = Field(default=86_400, ge=1, description="Lifetime of a stored answer in seconds.")
+    max_temperature: float = Field(
+        default=0.3,
+        ge=0,
+        description="Only requests sampled at or below this temperature are looked up and stored.",
+    )
+    store_truncated: bool = Field(
+        default=False, description="Also store answers that stopped at max_tokens (finish_reason=length)."
+    )
+    index_capacity: int = Field(
+        default=10_000, ge=16, description="Initial HNSW capacity per tenant; grows by doubling."
+    )
+    hnsw_m: int = Field(default=16, ge=4, le=64, description="HNSW graph degree (M).")
+    hnsw_ef_construction: int = Field(default=200, ge=16, description="HNSW build-time beam width.")
+    hnsw_ef_search: int = Field(default=64, ge=8, description="HNSW query-time beam width.")
+    embedder_device: str = Field(default="cpu", description="torch device for the sentence embedder.")
+    redis: RedisConfig = Field(default_factory=RedisConfig, description="The shared store.")

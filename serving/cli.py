@@ -1,0 +1,170 @@
+"""The `tierserve` command: prepare models, run the stack, check configs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from serving.config import ConfigError, StackConfig, load_config
+
+app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + Ray Serve.", no_args_is_help=True)
+models_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
+config_app = typer.Typer(help="Validate configuration files.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+
+console = Console(stderr=True)
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Stack config YAML.")]
+DEFAULT_CONFIG = Path("configs/default.yaml")
+
+
+def _load(path: Path) -> StackConfig:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _prepare(config: StackConfig, force: bool = False) -> None:
+    from serving.models import ModelPrepError, is_prepared, prepare_model
+
+    wanted = [t.prepared for t in config.tiers if t.prepared is not None]
+    todo = [name for name in dict.fromkeys(wanted) if force or not is_prepared(name, config.models_dir / name)]
+    if not todo:
+        return
+    with Progress(
+        TextColumn("[bold]{task.fields[model]}[/bold]"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        for name in todo:
+            task = progress.add_task("starting", total=1.0, model=name)
+
+            def report(stage: str, fraction: float, task_id: int = task) -> None:
+                progress.update(task_id, description=stage, completed=fraction)
+
+            try:
+                prepare_model(name, config.models_dir / name, progress=report, force=force)
+            except ModelPrepError as error:
+                console.print(f"[red]cannot prepare {name}: {error}[/red]")
+                raise typer.Exit(1) from None
+            progress.update(task, completed=1.0, description="ready")
+
+
+@models_app.command("prepare")
+def models_prepare(
+    config: ConfigOption = DEFAULT_CONFIG,
+    force: Annotated[bool, typer.Option(help="Rebuild even when already prepared.")] = False,
+) -> None:
+    """Build every `prepared:` model of the config into models_dir (once; reused afterwards)."""
+    stack = _load(config)
+    _prepare(stack, force=force)
+    for tier in stack.tiers:
+        console.print(f"{tier.name}: {stack.model_path(tier)}")
+
+
+@config_app.command("check")
+def config_check(config: Annotated[Path, typer.Argument(help="Stack config YAML.")]) -> None:
+    """Validate a config file; the error names the bad field."""
+    stack = _load(config)
+    console.print(f"[green]{config}: valid[/green] ({len(stack.tiers)} tiers: {', '.join(t.name for t in stack.tiers)})")
+
+
+def _wait_healthy(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/health", timeout=30)
+            if response.status_code == 200:
+                return
+            last = response.text[:300]
+        except httpx.HTTPError as error:
+            last = str(error)
+        time.sleep(1)
+    raise TimeoutError(f"stack not healthy after {timeout_s:.0f}s: {last}")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = DEFAULT_CONFIG,
+    host: Annotated[str | None, typer.Option(help="Override gateway.host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override gateway.port.")] = None,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 600.0,
+) -> None:
+    """Run the whole stack (Redis, Ray, Serve: gateway + one deployment per tier) until Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stack = _load(config)
+    if host or port:
+        gateway = stack.gateway.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
+        stack = stack.model_copy(update={"gateway": gateway})
+    _prepare(stack)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+    import ray
+    from ray import serve as ray_serve
+
+    from serving.app import build_app
+
+    started = time.perf_counter()
+    ray.init(
+        address=stack.ray.address, num_cpus=stack.ray.num_cpus, include_dashboard=False, log_to_driver=True
+    )
+    # SIGTERM (systemd, make) gets the same clean shutdown as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    url = f"http://{stack.gateway.host}:{stack.gateway.port}"
+    try:
+        ray_serve.start(http_options={"host": stack.gateway.host, "port": stack.gateway.port})
+        ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
+        _wait_healthy(url, ready_timeout)
+        elapsed = time.perf_counter() - started
+        console.print(f"\n[bold green]tierserve is ready[/bold green] in {elapsed:.0f}s at [bold]{url}/v1[/bold]")
+        console.print(f"models: auto, {', '.join(t.name for t in stack.tiers)}   health: {url}/health   "
+                      f"metrics: {url}/metrics\n")
+        key = next(iter(stack.gateway.api_keys), "not-needed")
+        console.print(
+            "Try it:\n"
+            f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
+            f"-H 'Authorization: Bearer {key}' \\\n"
+            "    -d '{\"model\": \"auto\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'\n\n"
+            "  from openai import OpenAI\n"
+            f"  client = OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")\n"
+            "  print(client.chat.completions.create(model=\"auto\", "
+            "messages=[{\"role\": \"user\", \"content\": \"Hello!\"}]).choices[0].message.content)\n\n"
+            "Ctrl-C stops everything."
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("\nstopping tierserve ...")
+    except TimeoutError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        try:
+            ray_serve.shutdown()
+        finally:
+            ray.shutdown()
+        console.print("stopped.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

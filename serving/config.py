@@ -1,0 +1,192 @@
+"""The one typed configuration of the stack, loaded once from a YAML file in configs/.
+
+Every other module receives the part it needs; nothing else reads files or environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cache.config import CacheConfig
+from router.config import RouterConfig
+
+AUTO_MODEL = "auto"
+
+# Models that `tierserve models prepare` can build offline from GGUF files shipped in PyPI packages.
+PreparedModel = Literal["smollm2-135m-instruct", "gemma3-270m"]
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message names the bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AutoscalingConfig(_Strict):
+    min_replicas: int = Field(default=1, ge=0, description="Replicas kept when idle.")
+    max_replicas: int = Field(default=2, ge=1, description="Upper bound under load.")
+    target_ongoing_requests: float = Field(
+        default=4.0, gt=0, description="In-flight requests per replica that the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(default=10.0, ge=0, description="Sustained load before adding a replica.")
+    downscale_delay_s: float = Field(default=120.0, ge=0, description="Idle time before removing one.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        return self
+
+
+class DeploymentConfig(_Strict):
+    """How Ray Serve runs one tier (or the gateway)."""
+
+    num_replicas: int = Field(default=1, ge=1, description="Fixed replica count (ignored with autoscaling).")
+    autoscaling: AutoscalingConfig | None = Field(default=None, description="Autoscale instead of fixed.")
+    num_cpus: float = Field(default=1.0, ge=0, description="Ray logical CPUs reserved per replica.")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs reserved per replica.")
+    memory_gb: float | None = Field(default=None, gt=0, description="Ray memory reservation per replica.")
+    max_ongoing_requests: int = Field(default=32, ge=1, description="Requests in flight per replica.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables for the replica process (runtime_env)."
+    )
+
+
+class EngineConfig(_Strict):
+    """Arguments for vLLM's AsyncEngineArgs. Unknown vLLM options go in `extra`, passed verbatim."""
+
+    max_model_len: int = Field(default=2048, ge=16, description="Context window (prompt + completion).")
+    dtype: str = Field(default="bfloat16", description="Weights/activations dtype.")
+    enforce_eager: bool = Field(default=True, description="No graph capture/compilation (fast start on CPU).")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one replica shards the model over.")
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="Share of GPU memory vLLM may take (GPU only)."
+    )
+    max_num_seqs: int | None = Field(default=None, ge=1, description="Max sequences batched per step.")
+    seed: int = Field(default=0, description="Engine seed.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Further AsyncEngineArgs fields.")
+
+
+class TierConfig(_Strict):
+    """One model tier: a name clients can pin, its model, its engine, its deployment and its price."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Tier name (the model id clients use).")
+    model: str = Field(description="Path or hub id of the model vLLM loads. Ignored when `prepared` is set.")
+    prepared: PreparedModel | None = Field(
+        default=None, description="Embedded model built by `tierserve models prepare` into models_dir."
+    )
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="vLLM engine arguments.")
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig, description="Ray Serve options.")
+    price_per_1k_prompt_tokens: float = Field(default=0.0, ge=0, description="Cost accounting, USD.")
+    price_per_1k_completion_tokens: float = Field(default=0.0, ge=0, description="Cost accounting, USD.")
+
+
+class GatewayConfig(_Strict):
+    host: str = Field(default="127.0.0.1", description="HTTP bind address of the Serve proxy.")
+    port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+    api_keys: dict[str, str] = Field(
+        default_factory=dict, description="Bearer API key -> tenant id. Empty: open, one default tenant."
+    )
+    default_tenant: str = Field(default="default", min_length=1, description="Tenant when no keys are set.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Larger bodies get 413.")
+    health_cache_s: float = Field(default=5.0, ge=0, description="How long a health probe result is reused.")
+    health_timeout_s: float = Field(default=30.0, gt=0, description="A tier probe slower than this fails.")
+    request_timeout_s: float = Field(default=300.0, gt=0, description="Upper bound of one generation.")
+    deployment: DeploymentConfig = Field(
+        default_factory=lambda: DeploymentConfig(num_cpus=0.5, max_ongoing_requests=256),
+        description="Ray Serve options of the gateway.",
+    )
+
+
+class RayConfig(_Strict):
+    address: str | None = Field(default=None, description="Existing cluster to join; unset starts one.")
+    num_cpus: int | None = Field(
+        default=None, ge=1, description="Logical CPUs of a locally started Ray (enough for every replica)."
+    )
+
+
+class StackConfig(_Strict):
+    """Everything the stack needs, validated once."""
+
+    tiers: list[TierConfig] = Field(min_length=1, description="Tiers ordered from cheapest to largest.")
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="HTTP edge.")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Semantic cache.")
+    router: RouterConfig = Field(default_factory=RouterConfig, description="Complexity router.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster.")
+    models_dir: Path = Field(
+        default=Path(".tierserve/models"),
+        description="Where prepared models live; a relative path resolves against the folder above the config file's.",
+    )
+    data_dir: Path = Field(
+        default=Path(".tierserve/data"), description="State of a locally started Redis; resolved like models_dir."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackConfig:
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        if AUTO_MODEL in names:
+            raise ValueError(f"'{AUTO_MODEL}' is reserved for routing and cannot name a tier")
+        if len(self.router.thresholds) != len(self.tiers) - 1:
+            raise ValueError(
+                f"router.thresholds needs {len(self.tiers) - 1} value(s) for {len(self.tiers)} tiers, "
+                f"got {len(self.router.thresholds)}"
+            )
+        return self
+
+    def tier(self, name: str) -> TierConfig:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
+
+    def model_path(self, tier: TierConfig) -> str:
+        """What vLLM loads for a tier: the prepared folder, or the configured path/hub id."""
+        if tier.prepared is not None:
+            return str(self.models_dir / tier.prepared)
+        return tier.model
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None) -> StackConfig:
+    """Validate plain data into a StackConfig; relative paths resolve against `base_dir`."""
+    try:
+        config = StackConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(source, error)) from None
+    if base_dir is not None:
+        config = config.model_copy(
+            update={
+                "models_dir": (base_dir / config.models_dir).resolve(),
+                "data_dir": (base_dir / config.data_dir).resolve(),
+            }
+        )
+    return config
+
+
+def load_config(path: str | Path) -> StackConfig:
+    """Read and validate a YAML config; paths in it are relative to the repository holding configs/."""
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config {file}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {file} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {file} must be a mapping at the top level")
+    return parse_config(raw, source=str(file), base_dir=file.resolve().parent.parent)

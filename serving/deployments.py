@@ -1,0 +1,197 @@
+"""Thin Ray Serve classes: one ModelServer per tier, the Gateway ingress, and a loopback Redis.
+
+Only plain data crosses between them (dicts in, dicts out); the engine class is injected into
+ModelServer so CPU tests can pass another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from cache import CacheStore, SemanticCache, SentenceTransformerEmbedder
+from router import HeuristicScorer, Router, ThresholdPolicy
+from serving.config import EngineConfig, TierConfig, parse_config
+from serving.engine import (
+    Delta,
+    Engine,
+    EngineDead,
+    EngineRequestError,
+    Finished,
+    GenerationRequest,
+    SamplingOptions,
+    Started,
+    VLLMEngine,
+)
+from serving.gateway import GatewayService
+from serving.http import build_http_app
+from serving.metrics import GatewayMetrics
+from serving.redis_server import LocalRedis
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[str, EngineConfig], Engine]
+
+_PROBE = GenerationRequest(
+    request_id="",
+    messages=[{"role": "user", "content": "Say OK."}],
+    sampling=SamplingOptions(max_tokens=1, temperature=0.0),
+)
+
+
+def _replica_id() -> str:
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # outside a replica (direct construction in tests)
+        return "local"
+
+
+@serve.deployment
+class ModelServer:
+    """One tier: a vLLM engine answering generation requests as a stream of plain event dicts."""
+
+    def __init__(self, tier: dict[str, Any], model_path: str, engine_factory: EngineFactory | None = None) -> None:
+        self._tier = TierConfig.model_validate(tier)
+        factory = engine_factory or VLLMEngine
+        started = time.perf_counter()
+        self._engine = factory(model_path, self._tier.engine)
+        self._replica = _replica_id()
+        logger.info("tier %s replica %s ready in %.1fs", self._tier.name, self._replica, time.perf_counter() - started)
+
+    async def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        sampling = payload["sampling"]
+        request = GenerationRequest(
+            request_id=str(payload.get("request_id") or f"gen-{time.time_ns()}"),
+            messages=payload.get("messages"),
+            prompt=payload.get("prompt"),
+            sampling=SamplingOptions(
+                max_tokens=sampling.get("max_tokens"),
+                temperature=float(sampling.get("temperature", 1.0)),
+                top_p=float(sampling.get("top_p", 1.0)),
+                stop=tuple(sampling.get("stop") or ()),
+                seed=sampling.get("seed"),
+                presence_penalty=float(sampling.get("presence_penalty", 0.0)),
+                frequency_penalty=float(sampling.get("frequency_penalty", 0.0)),
+            ),
+        )
+        try:
+            async for event in self._engine.generate(request):
+                if isinstance(event, Delta):
+                    yield {"event": "delta", "text": event.text, "completion_tokens": event.completion_tokens}
+                elif isinstance(event, Started):
+                    yield {"event": "start", "prompt_tokens": event.prompt_tokens, "replica": self._replica}
+                elif isinstance(event, Finished):
+                    yield {
+                        "event": "end",
+                        "finish_reason": event.finish_reason,
+                        "prompt_tokens": event.prompt_tokens,
+                        "completion_tokens": event.completion_tokens,
+                    }
+        except EngineRequestError as error:
+            yield {"event": "error", "status": error.status, "code": error.code, "message": error.message}
+        except EngineDead as error:
+            logger.error("tier %s engine is dead: %s", self._tier.name, error)
+            yield {"event": "error", "status": 503, "code": "engine_dead", "message": f"tier {self._tier.name}: engine died"}
+
+    async def probe(self) -> dict[str, Any]:
+        """A tiny real generation: proves the engine produces tokens, not just that the process lives."""
+        started = time.perf_counter()
+        request = GenerationRequest(
+            request_id=f"probe-{self._replica}-{time.time_ns()}", messages=_PROBE.messages, sampling=_PROBE.sampling
+        )
+        tokens = 0
+        async for event in self._engine.generate(request):
+            if isinstance(event, Finished):
+                tokens = event.completion_tokens
+        return {
+            "ok": tokens > 0,
+            "replica": self._replica,
+            "generate_ms": round((time.perf_counter() - started) * 1e3, 1),
+        }
+
+    async def check_health(self) -> None:
+        # Ray Serve calls this periodically; raising makes it replace the replica.
+        await self._engine.check_health()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.shutdown()
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+class RedisServer:
+    """A real redis-server on loopback for stacks whose config names no Redis."""
+
+    async def __init__(self, data_dir: str | None) -> None:  # type: ignore[misc]
+        # Started from the replica's event-loop thread: the server is tied to this thread's life
+        # (PR_SET_PDEATHSIG), and that thread lives as long as the replica.
+        path = Path(data_dir) if data_dir else None
+        self._redis = LocalRedis(data_dir=path, persist=path is not None).start()
+
+    def url(self) -> str:
+        return self._redis.url
+
+    def __del__(self) -> None:
+        redis = getattr(self, "_redis", None)
+        if redis is not None:
+            redis.stop()
+
+
+class RayTier:
+    """A tier reached through its Ray Serve handle."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        responses = self._handle.options(stream=True).generate.remote(payload)
+        try:
+            async for event in responses:
+                yield event
+        finally:
+            # The client went away or the gateway stopped reading: stop the engine's work too.
+            responses.cancel()
+
+    async def probe(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._handle.probe.remote()
+        return result
+
+
+@serve.deployment
+@serve.ingress()
+class Gateway:
+    """The ingress: OpenAI HTTP API, tenants, semantic cache, router, and calls into the tiers."""
+
+    async def __init__(  # type: ignore[misc]
+        self, config: dict[str, Any], tiers: Mapping[str, DeploymentHandle], redis: DeploymentHandle | str | None
+    ) -> None:
+        stack = parse_config(config)
+        cache: SemanticCache | None = None
+        if stack.cache.enabled:
+            redis_url = redis if isinstance(redis, str) else await redis.url.remote() if redis is not None else None
+            if redis_url is None:
+                raise ValueError("cache is enabled but no Redis was given")
+            embedder = await asyncio.to_thread(SentenceTransformerEmbedder, None, stack.cache.embedder_device)
+            cache = SemanticCache(stack.cache, embedder, CacheStore(stack.cache.redis, redis_url))
+        router = Router(
+            HeuristicScorer(stack.router.weights),
+            ThresholdPolicy([t.name for t in stack.tiers], stack.router.thresholds),
+        )
+        self._cache = cache
+        self._service = GatewayService(stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics())
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_http_app(self._service)
+
+    async def __del__(self) -> None:
+        if self._cache is not None:
+            await self._cache.close()

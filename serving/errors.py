@@ -1,0 +1,106 @@
+"""The serving package's exception root, and its mapping to OpenAI error JSON at the HTTP edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from serving.protocol import ErrorBody, ErrorResponse
+
+
+class ServingError(Exception):
+    """An error that reaches the client as an OpenAI-style error body with an HTTP status."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        error = ErrorBody(message=self.message, type=self.type, code=self.code, param=self.param)
+        return ErrorResponse(error=error).model_dump(mode="json")
+
+
+class InvalidRequest(ServingError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class UnprocessableRequest(ServingError):
+    status = 422
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class AuthenticationFailed(ServingError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ServingError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ServingError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class RateLimited(ServingError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class TierUnavailable(ServingError):
+    status = 503
+    type = "server_error"
+    code = "tier_unavailable"
+
+
+class EngineFailure(ServingError):
+    status = 500
+    type = "server_error"
+    code = "engine_error"
+
+
+_BY_STATUS: dict[int, type[ServingError]] = {
+    400: InvalidRequest,
+    401: AuthenticationFailed,
+    404: NotFound,
+    413: PayloadTooLarge,
+    422: UnprocessableRequest,
+    429: RateLimited,
+    503: TierUnavailable,
+}
+
+
+def from_plain(status: int, message: str, code: str | None = None) -> ServingError:
+    """Rebuild an error that crossed a process boundary as plain data."""
+    cls = _BY_STATUS.get(status, EngineFailure)
+    return cls(message, code=code)
+
+
+def from_validation_error(error: ValidationError) -> UnprocessableRequest:
+    """A body that parsed as JSON but breaks the schema: name the first bad field like OpenAI does."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    text = f"{location}: {message}" if location else message
+    return UnprocessableRequest(text, param=location or None)

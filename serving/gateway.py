@@ -1,0 +1,388 @@
+"""The gateway's request flow, free of Ray and HTTP: tenant -> cache -> router -> tier -> answer.
+
+Tiers are reached through `TierClient`, so the same flow runs over Ray Serve handles in production
+and over fakes in unit tests. Only plain data (dicts) crosses to a tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cache import CachedAnswer, Outcome, SemanticCache, namespace_key
+from router import RouteInput, Router
+from serving.config import AUTO_MODEL, StackConfig
+from serving.errors import AuthenticationFailed, NotFound, ServingError, TierUnavailable, from_plain
+from serving.formatting import Endpoint, ResponseFormatter, sse
+from serving.metrics import GatewayMetrics
+from serving.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+
+logger = logging.getLogger(__name__)
+
+
+class TierClient(Protocol):
+    """One tier as the gateway sees it. `generate` yields plain event dicts:
+    start {prompt_tokens, replica}, delta {text, completion_tokens}, end {finish_reason, ...}, error {status, ...}.
+    """
+
+    def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def probe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request, normalised across the chat and completion endpoints."""
+
+    endpoint: Endpoint
+    request_id: str
+    tenant: str
+    model: str
+    query: str  # the paraphrasable text: the last user turn, or the prompt
+    context: tuple[tuple[str, str], ...]  # every other message, matched exactly
+    payload: dict[str, Any]  # what the tier receives
+    stream: bool
+    include_usage: bool
+    temperature: float
+    max_tokens: int | None
+
+
+@dataclass
+class Reply:
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[str] | None = None
+
+
+@dataclass
+class _Accounting:
+    started: float = field(default_factory=time.perf_counter)
+    ttft: float | None = None
+
+
+def job_from_chat(request: ChatCompletionRequest, request_id: str, tenant: str) -> Job:
+    messages = [{"role": m.role, "content": m.text()} for m in request.messages]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    context = tuple((m["role"], m["content"]) for i, m in enumerate(messages) if i != last_user)
+    return Job(
+        endpoint="chat",
+        request_id=request_id,
+        tenant=tenant,
+        model=request.model,
+        query=messages[last_user]["content"],
+        context=context,
+        payload={"messages": messages, "sampling": _sampling(request, request.token_limit())},
+        stream=request.stream,
+        include_usage=request.include_usage(),
+        temperature=request.temperature,
+        max_tokens=request.token_limit(),
+    )
+
+
+def job_from_completion(request: CompletionRequest, request_id: str, tenant: str) -> Job:
+    return Job(
+        endpoint="completion",
+        request_id=request_id,
+        tenant=tenant,
+        model=request.model,
+        query=request.prompt_text(),
+        context=(),
+        payload={"prompt": request.prompt_text(), "sampling": _sampling(request, request.token_limit())},
+        stream=request.stream,
+        include_usage=request.include_usage(),
+        temperature=request.temperature,
+        max_tokens=request.token_limit(),
+    )
+
+
+def _sampling(request: ChatCompletionRequest | CompletionRequest, max_tokens: int | None) -> dict[str, Any]:
+    return {
+        "max_tokens": max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop": request.stop_list(),
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+    }
+
+
+class GatewayService:
+    def __init__(
+        self,
+        config: StackConfig,
+        tiers: Mapping[str, TierClient],
+        cache: SemanticCache | None,
+        router: Router,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._config = config
+        self._tiers = dict(tiers)
+        self._cache = cache
+        self._router = router
+        self._metrics = metrics
+        self._created = int(time.time())
+        self._health: tuple[float, bool, dict[str, Any]] | None = None
+        self._health_lock = asyncio.Lock()
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self._metrics
+
+    @property
+    def config(self) -> StackConfig:
+        return self._config
+
+    def authenticate(self, authorization: str | None) -> str:
+        keys = self._config.gateway.api_keys
+        if not keys:
+            return self._config.gateway.default_tenant
+        scheme, _, token = (authorization or "").partition(" ")
+        tenant = keys.get(token.strip()) if scheme.lower() == "bearer" else None
+        if tenant is None:
+            raise AuthenticationFailed("Incorrect or missing API key. Pass it as 'Authorization: Bearer <key>'.")
+        return tenant
+
+    def models(self) -> ModelList:
+        cards = [ModelCard(id=AUTO_MODEL, created=self._created, root="router")]
+        cards += [
+            ModelCard(id=t.name, created=self._created, root=self._config.model_path(t)) for t in self._config.tiers
+        ]
+        return ModelList(data=cards)
+
+    async def handle(self, job: Job) -> Reply:
+        if job.model != AUTO_MODEL and job.model not in self._tiers:
+            raise NotFound(
+                f"The model '{job.model}' does not exist. Available: {', '.join([AUTO_MODEL, *self._tiers])}.",
+                param="model",
+            )
+        acct = _Accounting()
+        headers = {"x-request-id": job.request_id}
+        outcome, namespace, vector = Outcome.BYPASS, None, None
+        cache = self._cache
+        if cache is not None and job.temperature <= cache.config.max_temperature and cache.available():
+            namespace = namespace_key(
+                tenant=job.tenant,
+                model_alias=job.model,
+                endpoint=job.endpoint,
+                context=job.context,
+                params={k: v for k, v in job.payload["sampling"].items()},
+            )
+            with self._timed("embed"):
+                vector = await asyncio.to_thread(cache.embed, job.query)
+            with self._timed("cache_lookup"):
+                lookup = await cache.lookup(job.tenant, namespace, vector)
+            outcome = lookup.outcome
+            if lookup.answer is not None:
+                headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": lookup.answer.tier}
+                headers["x-tierserve-similarity"] = f"{lookup.similarity:.4f}"
+                return self._replay(job, lookup.answer, headers, acct)
+        headers["x-tierserve-cache"] = outcome.value
+
+        if job.model == AUTO_MODEL:
+            with self._timed("route"):
+                decision = self._router.route(
+                    RouteInput(
+                        text=job.query,
+                        max_tokens=job.max_tokens,
+                        earlier_turns=sum(1 for role, _ in job.context if role == "user"),
+                        embedding=vector,
+                    )
+                )
+            tier = decision.tier
+            headers["x-tierserve-route-score"] = f"{decision.score:.4f}"
+            self._metrics.route_score.observe(decision.score)
+        else:
+            tier = job.model
+        headers["x-tierserve-tier"] = tier
+
+        events = self._tiers[tier].generate({**job.payload, "request_id": job.request_id})
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            raise TierUnavailable(f"tier '{tier}' ended the stream before starting") from None
+        except ServingError:
+            raise
+        except Exception as error:  # the tier's replica is gone or unreachable
+            self._count(job, tier, outcome.value, 503)
+            raise TierUnavailable(f"tier '{tier}' is unavailable: {type(error).__name__}") from error
+        if first["event"] == "error":
+            self._count(job, tier, outcome.value, int(first["status"]))
+            raise from_plain(int(first["status"]), str(first["message"]), first.get("code"))
+        if first.get("replica"):
+            headers["x-tierserve-replica"] = str(first["replica"])
+        formatter = ResponseFormatter(job.endpoint, job.request_id, tier)
+        store = (namespace, vector) if outcome is Outcome.MISS else None
+        if job.stream:
+            return Reply(headers, stream=self._stream_live(job, tier, formatter, events, store, acct))
+        return Reply(headers, body=await self._collect_live(job, tier, formatter, events, store, acct))
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """Every tier really generates (a one-token probe); the result is reused for health_cache_s."""
+        async with self._health_lock:
+            now = time.monotonic()
+            if self._health is not None and now - self._health[0] < self._config.gateway.health_cache_s:
+                return self._health[1], self._health[2]
+            names = list(self._tiers)
+            results = await asyncio.gather(*(self._probe(name) for name in names))
+            tiers = dict(zip(names, results, strict=True))
+            failing = [name for name, result in tiers.items() if not result["ok"]]
+            cache_state = "disabled" if self._cache is None else ("ok" if self._cache.available() else "bypass")
+            report = {"status": "unavailable" if failing else "ok", "failing": failing, "tiers": tiers}
+            report["cache"] = cache_state
+            self._health = (now, not failing, report)
+            return not failing, report
+
+    async def _probe(self, name: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._config.gateway.health_timeout_s):
+                result = await self._tiers[name].probe()
+        except Exception as error:
+            return {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
+        return {"ok": bool(result.get("ok")), **result, "latency_ms": round((time.perf_counter() - started) * 1e3, 1)}
+
+    def _replay(self, job: Job, answer: CachedAnswer, headers: dict[str, str], acct: _Accounting) -> Reply:
+        formatter = ResponseFormatter(job.endpoint, job.request_id, answer.tier)
+        self._finish(job, "cache", "hit", acct, answer.prompt_tokens, answer.completion_tokens, first_token=True)
+        if not job.stream:
+            body = formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
+            return Reply(headers, body=body)
+        chunks = formatter.replay(
+            answer.pieces, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, job.include_usage
+        )
+
+        async def replay() -> AsyncIterator[str]:
+            for chunk in chunks:
+                yield chunk
+
+        return Reply(headers, stream=replay())
+
+    async def _collect_live(
+        self,
+        job: Job,
+        tier: str,
+        formatter: ResponseFormatter,
+        events: AsyncIterator[dict[str, Any]],
+        store: tuple[str | None, Any] | None,
+        acct: _Accounting,
+    ) -> dict[str, Any]:
+        pieces: list[str] = []
+        async with asyncio.timeout(self._config.gateway.request_timeout_s):
+            async for event in events:
+                if event["event"] == "delta":
+                    if acct.ttft is None:
+                        acct.ttft = time.perf_counter() - acct.started
+                    pieces.append(event["text"])
+                elif event["event"] == "error":
+                    self._count(job, tier, "miss" if store else "bypass", int(event["status"]))
+                    raise from_plain(int(event["status"]), str(event["message"]), event.get("code"))
+                elif event["event"] == "end":
+                    answer = CachedAnswer(
+                        pieces=pieces,
+                        finish_reason=event["finish_reason"],
+                        prompt_tokens=event["prompt_tokens"],
+                        completion_tokens=event["completion_tokens"],
+                        tier=tier,
+                    )
+                    await self._store(job, answer, store)
+                    self._finish(job, tier, "miss" if store else "bypass", acct, answer.prompt_tokens,
+                                 answer.completion_tokens)
+                    return formatter.full(
+                        answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens
+                    )
+        raise TierUnavailable(f"tier '{tier}' ended the stream without finishing")
+
+    async def _stream_live(
+        self,
+        job: Job,
+        tier: str,
+        formatter: ResponseFormatter,
+        events: AsyncIterator[dict[str, Any]],
+        store: tuple[str | None, Any] | None,
+        acct: _Accounting,
+    ) -> AsyncIterator[str]:
+        cache_label = "miss" if store else "bypass"
+        pieces: list[str] = []
+        try:
+            for chunk in formatter.opening():
+                yield chunk
+            async with asyncio.timeout(self._config.gateway.request_timeout_s):
+                async for event in events:
+                    if event["event"] == "delta":
+                        if acct.ttft is None:
+                            acct.ttft = time.perf_counter() - acct.started
+                        pieces.append(event["text"])
+                        yield formatter.content(event["text"])
+                    elif event["event"] == "error":
+                        # Headers are gone already: report the error in-band, as vLLM's server does.
+                        error = from_plain(int(event["status"]), str(event["message"]), event.get("code"))
+                        self._count(job, tier, cache_label, error.status)
+                        yield sse(error.body())
+                        yield "data: [DONE]\n\n"
+                        return
+                    elif event["event"] == "end":
+                        answer = CachedAnswer(
+                            pieces=pieces,
+                            finish_reason=event["finish_reason"],
+                            prompt_tokens=event["prompt_tokens"],
+                            completion_tokens=event["completion_tokens"],
+                            tier=tier,
+                        )
+                        for chunk in formatter.closing(
+                            answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, job.include_usage
+                        ):
+                            yield chunk
+                        # Only now, with the whole answer delivered, is it worth keeping.
+                        await self._store(job, answer, store)
+                        self._finish(job, tier, cache_label, acct, answer.prompt_tokens, answer.completion_tokens)
+                        return
+        except TimeoutError:
+            self._count(job, tier, cache_label, 504)
+            yield sse(TierUnavailable(f"tier '{tier}' timed out", code="timeout").body())
+            yield "data: [DONE]\n\n"
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _store(self, job: Job, answer: CachedAnswer, store: tuple[str | None, Any] | None) -> None:
+        if store is None or self._cache is None or store[0] is None:
+            return
+        namespace, vector = store
+        with self._timed("cache_store"):
+            await self._cache.store(job.tenant, namespace, job.query, vector, answer)
+
+    def _finish(
+        self,
+        job: Job,
+        tier: str,
+        cache: str,
+        acct: _Accounting,
+        prompt_tokens: int,
+        completion_tokens: int,
+        first_token: bool = False,
+    ) -> None:
+        elapsed = time.perf_counter() - acct.started
+        m = self._metrics
+        m.requests.labels(job.endpoint, tier, cache, "200").inc()
+        m.latency.labels(job.endpoint, tier, cache).observe(elapsed)
+        m.ttft.labels(tier, cache).observe(elapsed if first_token or acct.ttft is None else acct.ttft)
+        m.tokens.labels(tier, "prompt").inc(prompt_tokens)
+        m.tokens.labels(tier, "completion").inc(completion_tokens)
+        if tier in self._tiers:
+            price = self._config.tier(tier)
+            cost = (
+                prompt_tokens * price.price_per_1k_prompt_tokens + completion_tokens * price.price_per_1k_completion_tokens
+            ) / 1000
+            m.cost.labels(tier, job.tenant).inc(cost)
+
+    def _count(self, job: Job, tier: str, cache: str, status: int) -> None:
+        self._metrics.requests.labels(job.endpoint, tier, cache, str(status)).inc()
+
+    def _timed(self, stage: str) -> Any:
+        return self._metrics.stage.labels(stage).time()

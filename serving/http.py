@@ -1,0 +1,107 @@
+"""The HTTP edge: FastAPI routes over GatewayService; every error leaves as OpenAI-style JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
+from serving.gateway import GatewayService, Reply, job_from_chat, job_from_completion
+from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+_Body = TypeVar("_Body", bound=BaseModel)
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STATUS_TYPES = {404: ("invalid_request_error", "not_found"), 405: ("invalid_request_error", "method_not_allowed")}
+
+
+def _error(status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(message=message, type=type_, code=code))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def _request_id(request: Request, prefix: str) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if _SAFE_REQUEST_ID.match(given) else f"{prefix}-{uuid.uuid4().hex}"
+
+
+async def _parse(request: Request, model: type[_Body], max_bytes: int) -> _Body:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {max_bytes} bytes.")
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Request body of {len(raw)} bytes exceeds the limit of {max_bytes} bytes.")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise from_validation_error(error) from None
+
+
+def _respond(reply: Reply) -> Response:
+    if reply.stream is not None:
+        headers = {**reply.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers)
+    return JSONResponse(reply.body, headers=reply.headers)
+
+
+def build_http_app(service: GatewayService) -> FastAPI:
+    app = FastAPI(title="tierserve", docs_url=None, redoc_url=None)
+    max_bytes = service.config.gateway.max_body_bytes
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(request: Request, error: ServingError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        type_, code = _STATUS_TYPES.get(error.status_code, ("invalid_request_error", None))
+        return _error(error.status_code, str(error.detail), type_, code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "The server had an error while processing your request.", "server_error", "internal_error")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        tenant = service.authenticate(request.headers.get("authorization"))
+        body = await _parse(request, ChatCompletionRequest, max_bytes)
+        return _respond(await service.handle(job_from_chat(body, _request_id(request, "chatcmpl"), tenant)))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        tenant = service.authenticate(request.headers.get("authorization"))
+        body = await _parse(request, CompletionRequest, max_bytes)
+        return _respond(await service.handle(job_from_completion(body, _request_id(request, "cmpl"), tenant)))
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        service.authenticate(request.headers.get("authorization"))
+        return service.models().model_dump(mode="json")
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        ok, report = await service.health()
+        return JSONResponse(report, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
