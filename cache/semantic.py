@@ -7,18 +7,18 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from cache.config import CacheConfig
 from cache.embedder import Embedder, Vector
 from cache.errors import CacheUnavailable
 from cache.index import VectorIndex
-from cache.store import CacheEntry, CachedAnswer, CacheStore
+from cache.store import CachedAnswer, CacheEntry, CacheStore
 
 logger = logging.getLogger(__name__)
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     HIT = "hit"
     MISS = "miss"
     BYPASS = "bypass"
@@ -52,7 +52,8 @@ class SemanticCache:
         return self._config
 
     def embed(self, text: str) -> Vector:
-        return self._embedder.embed([text])[0]
+        vector: Vector = self._embedder.embed([text])[0]
+        return vector
 
     def available(self) -> bool:
         return time.monotonic() >= self._down_until

@@ -49,7 +49,8 @@ def _engine_env(num_gpus: float) -> dict[str, str]:
 def build_app(config: StackConfig) -> Application:
     tiers = {
         tier.name: ModelServer.options(  # type: ignore[attr-defined]
-            name=f"tier-{tier.name}", **deployment_options(tier.deployment, env=_engine_env(tier.deployment.num_gpus))
+            name=f"tier-{tier.name}",
+            **deployment_options(tier.deployment, env=_engine_env(tier.deployment.num_gpus)),
         ).bind(tier.model_dump(mode="json"), config.model_path(tier))
         for tier in config.tiers
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from serving.config import ConfigError, StackConfig, load_config
 
@@ -37,9 +36,11 @@ def _load(path: Path) -> StackConfig:
 
 
 def _prepare(config: StackConfig, force: bool = False) -> None:
+    wanted = [t.prepared for t in config.tiers if t.prepared is not None]
+    if not wanted:
+        return
     from serving.models import ModelPrepError, is_prepared, prepare_model
 
-    wanted = [t.prepared for t in config.tiers if t.prepared is not None]
     todo = [name for name in dict.fromkeys(wanted) if force or not is_prepared(name, config.models_dir / name)]
     if not todo:
         return
@@ -54,7 +55,7 @@ def _prepare(config: StackConfig, force: bool = False) -> None:
         for name in todo:
             task = progress.add_task("starting", total=1.0, model=name)
 
-            def report(stage: str, fraction: float, task_id: int = task) -> None:
+            def report(stage: str, fraction: float, task_id: TaskID = task) -> None:
                 progress.update(task_id, description=stage, completed=fraction)
 
             try:
@@ -81,7 +82,9 @@ def models_prepare(
 def config_check(config: Annotated[Path, typer.Argument(help="Stack config YAML.")]) -> None:
     """Validate a config file; the error names the bad field."""
     stack = _load(config)
-    console.print(f"[green]{config}: valid[/green] ({len(stack.tiers)} tiers: {', '.join(t.name for t in stack.tiers)})")
+    console.print(
+        f"[green]{config}: valid[/green] ({len(stack.tiers)} tiers: {', '.join(t.name for t in stack.tiers)})"
+    )
 
 
 def _wait_healthy(url: str, timeout_s: float) -> None:
@@ -121,9 +124,7 @@ def serve(
     from serving.app import build_app
 
     started = time.perf_counter()
-    ray.init(
-        address=stack.ray.address, num_cpus=stack.ray.num_cpus, include_dashboard=False, log_to_driver=True
-    )
+    ray.init(address=stack.ray.address, num_cpus=stack.ray.num_cpus, include_dashboard=False, log_to_driver=True)
     # SIGTERM (systemd, make) gets the same clean shutdown as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     url = f"http://{stack.gateway.host}:{stack.gateway.port}"
@@ -133,18 +134,19 @@ def serve(
         _wait_healthy(url, ready_timeout)
         elapsed = time.perf_counter() - started
         console.print(f"\n[bold green]tierserve is ready[/bold green] in {elapsed:.0f}s at [bold]{url}/v1[/bold]")
-        console.print(f"models: auto, {', '.join(t.name for t in stack.tiers)}   health: {url}/health   "
-                      f"metrics: {url}/metrics\n")
+        console.print(
+            f"models: auto, {', '.join(t.name for t in stack.tiers)}   health: {url}/health   metrics: {url}/metrics\n"
+        )
         key = next(iter(stack.gateway.api_keys), "not-needed")
         console.print(
             "Try it:\n"
             f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
             f"-H 'Authorization: Bearer {key}' \\\n"
-            "    -d '{\"model\": \"auto\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'\n\n"
+            '    -d \'{"model": "auto", "messages": [{"role": "user", "content": "Hello!"}]}\'\n\n'
             "  from openai import OpenAI\n"
-            f"  client = OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")\n"
-            "  print(client.chat.completions.create(model=\"auto\", "
-            "messages=[{\"role\": \"user\", \"content\": \"Hello!\"}]).choices[0].message.content)\n\n"
+            f'  client = OpenAI(base_url="{url}/v1", api_key="{key}")\n'
+            '  print(client.chat.completions.create(model="auto", '
+            'messages=[{"role": "user", "content": "Hello!"}]).choices[0].message.content)\n\n'
             "Ctrl-C stops everything."
         )
         while True:
@@ -156,7 +158,7 @@ def serve(
         raise typer.Exit(1) from None
     finally:
         try:
-            ray_serve.shutdown()
+            ray_serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             ray.shutdown()
         console.print("stopped.")
@@ -167,4 +169,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -124,7 +124,8 @@ class StackConfig(_Strict):
         description="Where prepared models live; a relative path resolves against the folder above the config file's.",
     )
     data_dir: Path = Field(
-        default=Path(".tierserve/data"), description="State of a locally started Redis; resolved like models_dir."
+        default=Path(".tierserve/data"),
+        description="State of a locally started Redis; resolved like models_dir.",
     )
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from cache import CacheStore, SemanticCache, SentenceTransformerEmbedder
 from router import HeuristicScorer, Router, ThresholdPolicy
@@ -99,13 +99,20 @@ class ModelServer:
             yield {"event": "error", "status": error.status, "code": error.code, "message": error.message}
         except EngineDead as error:
             logger.error("tier %s engine is dead: %s", self._tier.name, error)
-            yield {"event": "error", "status": 503, "code": "engine_dead", "message": f"tier {self._tier.name}: engine died"}
+            yield {
+                "event": "error",
+                "status": 503,
+                "code": "engine_dead",
+                "message": f"tier {self._tier.name}: engine died",
+            }
 
     async def probe(self) -> dict[str, Any]:
         """A tiny real generation: proves the engine produces tokens, not just that the process lives."""
         started = time.perf_counter()
         request = GenerationRequest(
-            request_id=f"probe-{self._replica}-{time.time_ns()}", messages=_PROBE.messages, sampling=_PROBE.sampling
+            request_id=f"probe-{self._replica}-{time.time_ns()}",
+            messages=_PROBE.messages,
+            sampling=_PROBE.sampling,
         )
         tokens = 0
         async for event in self._engine.generate(request):
@@ -149,17 +156,18 @@ class RedisServer:
 class RayTier:
     """A tier reached through its Ray Serve handle."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self._handle = handle
 
     async def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         responses = self._handle.options(stream=True).generate.remote(payload)
+        assert isinstance(responses, DeploymentResponseGenerator)  # stream=True always returns one
         try:
             async for event in responses:
                 yield event
         finally:
             # The client went away or the gateway stopped reading: stop the engine's work too.
-            responses.cancel()
+            responses.cancel()  # type: ignore[no-untyped-call]
 
     async def probe(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._handle.probe.remote()
@@ -172,7 +180,10 @@ class Gateway:
     """The ingress: OpenAI HTTP API, tenants, semantic cache, router, and calls into the tiers."""
 
     async def __init__(  # type: ignore[misc]
-        self, config: dict[str, Any], tiers: Mapping[str, DeploymentHandle], redis: DeploymentHandle | str | None
+        self,
+        config: dict[str, Any],
+        tiers: Mapping[str, DeploymentHandle[Any]],
+        redis: DeploymentHandle[Any] | str | None,
     ) -> None:
         stack = parse_config(config)
         cache: SemanticCache | None = None
@@ -187,10 +198,12 @@ class Gateway:
             ThresholdPolicy([t.name for t in stack.tiers], stack.router.thresholds),
         )
         self._cache = cache
-        self._service = GatewayService(stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics())
+        self._service = GatewayService(
+            stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics()
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_http_app(self._service)
+        return build_http_app(self._service, echo_request_id=False)
 
     async def __del__(self) -> None:
         if self._cache is not None:

@@ -176,9 +176,7 @@ class VLLMEngine:
         yield Started(prompt_tokens=len(prompt_ids))
         completion_tokens = 0
         try:
-            async for output in self._engine.generate(
-                {"prompt_token_ids": prompt_ids}, params, request.request_id
-            ):
+            async for output in self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id):
                 completion = output.outputs[0]
                 completion_tokens += len(completion.token_ids)
                 if completion.text:

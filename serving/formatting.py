@@ -31,16 +31,18 @@ def sse(payload: dict[str, Any]) -> str:
 
 def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     return Usage(
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
     )
 
 
 class ResponseFormatter:
     """One per request: the id, model name and creation time shared by every chunk of the answer."""
 
-    def __init__(self, endpoint: Endpoint, response_id: str, model: str) -> None:
+    def __init__(self, endpoint: Endpoint, request_id: str, model: str) -> None:
         self.endpoint = endpoint
-        self.response_id = response_id
+        self.response_id = f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{request_id}"
         self.model = model
         self.created = int(time.time())
 
@@ -66,7 +68,12 @@ class ResponseFormatter:
         return chunks
 
     def replay(
-        self, pieces: Iterable[str], finish_reason: str, prompt_tokens: int, completion_tokens: int, include_usage: bool
+        self,
+        pieces: Iterable[str],
+        finish_reason: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        include_usage: bool,
     ) -> list[str]:
         """A stored answer as the same sequence of chunks a live stream produces."""
         return [

@@ -216,7 +216,7 @@ class GatewayService:
         if first.get("replica"):
             headers["x-tierserve-replica"] = str(first["replica"])
         formatter = ResponseFormatter(job.endpoint, job.request_id, tier)
-        store = (namespace, vector) if outcome is Outcome.MISS else None
+        store = (namespace, vector) if outcome is Outcome.MISS and namespace is not None else None
         if job.stream:
             return Reply(headers, stream=self._stream_live(job, tier, formatter, events, store, acct))
         return Reply(headers, body=await self._collect_live(job, tier, formatter, events, store, acct))
@@ -244,7 +244,11 @@ class GatewayService:
                 result = await self._tiers[name].probe()
         except Exception as error:
             return {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
-        return {"ok": bool(result.get("ok")), **result, "latency_ms": round((time.perf_counter() - started) * 1e3, 1)}
+        return {
+            "ok": bool(result.get("ok")),
+            **result,
+            "latency_ms": round((time.perf_counter() - started) * 1e3, 1),
+        }
 
     def _replay(self, job: Job, answer: CachedAnswer, headers: dict[str, str], acct: _Accounting) -> Reply:
         formatter = ResponseFormatter(job.endpoint, job.request_id, answer.tier)
@@ -253,7 +257,11 @@ class GatewayService:
             body = formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
             return Reply(headers, body=body)
         chunks = formatter.replay(
-            answer.pieces, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, job.include_usage
+            answer.pieces,
+            answer.finish_reason,
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            job.include_usage,
         )
 
         async def replay() -> AsyncIterator[str]:
@@ -268,7 +276,7 @@ class GatewayService:
         tier: str,
         formatter: ResponseFormatter,
         events: AsyncIterator[dict[str, Any]],
-        store: tuple[str | None, Any] | None,
+        store: tuple[str, Any] | None,
         acct: _Accounting,
     ) -> dict[str, Any]:
         pieces: list[str] = []
@@ -290,8 +298,14 @@ class GatewayService:
                         tier=tier,
                     )
                     await self._store(job, answer, store)
-                    self._finish(job, tier, "miss" if store else "bypass", acct, answer.prompt_tokens,
-                                 answer.completion_tokens)
+                    self._finish(
+                        job,
+                        tier,
+                        "miss" if store else "bypass",
+                        acct,
+                        answer.prompt_tokens,
+                        answer.completion_tokens,
+                    )
                     return formatter.full(
                         answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens
                     )
@@ -303,7 +317,7 @@ class GatewayService:
         tier: str,
         formatter: ResponseFormatter,
         events: AsyncIterator[dict[str, Any]],
-        store: tuple[str | None, Any] | None,
+        store: tuple[str, Any] | None,
         acct: _Accounting,
     ) -> AsyncIterator[str]:
         cache_label = "miss" if store else "bypass"
@@ -334,7 +348,10 @@ class GatewayService:
                             tier=tier,
                         )
                         for chunk in formatter.closing(
-                            answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, job.include_usage
+                            answer.finish_reason,
+                            answer.prompt_tokens,
+                            answer.completion_tokens,
+                            job.include_usage,
                         ):
                             yield chunk
                         # Only now, with the whole answer delivered, is it worth keeping.
@@ -350,8 +367,8 @@ class GatewayService:
             if close is not None:
                 await close()
 
-    async def _store(self, job: Job, answer: CachedAnswer, store: tuple[str | None, Any] | None) -> None:
-        if store is None or self._cache is None or store[0] is None:
+    async def _store(self, job: Job, answer: CachedAnswer, store: tuple[str, Any] | None) -> None:
+        if store is None or self._cache is None:
             return
         namespace, vector = store
         with self._timed("cache_store"):
@@ -377,7 +394,8 @@ class GatewayService:
         if tier in self._tiers:
             price = self._config.tier(tier)
             cost = (
-                prompt_tokens * price.price_per_1k_prompt_tokens + completion_tokens * price.price_per_1k_completion_tokens
+                prompt_tokens * price.price_per_1k_prompt_tokens
+                + completion_tokens * price.price_per_1k_completion_tokens
             ) / 1000
             m.cost.labels(tier, job.tenant).inc(cost)
 

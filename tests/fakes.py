@@ -1,0 +1,155 @@
+"""Fakes for unit tests only: a tier that streams canned answers and a deterministic embedder.
+
+`FakeTier` speaks the `serving.gateway.TierClient` protocol with the same plain event dicts that
+`serving.deployments.ModelServer.generate` yields; `HashingEmbedder` is a `cache.embedder.Embedder`
+that needs no model: a bag of hashed lowercase words, so identical texts have similarity 1 and texts
+without shared words have similarity near 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["FakeTier", "FakeTierDown", "HashingEmbedder"]
+
+_WORD = re.compile(r"\w+")
+
+
+class FakeTierDown(RuntimeError):
+    """What a FakeTier raises when told to fail, like a replica that is gone."""
+
+
+class FakeTier:
+    """A tier answering every request with the same pieces of text.
+
+    - `pieces`: the deltas of the answer (one completion token each); `finish_reason`: "stop" or "length".
+    - `fail="start"` raises before any event, `fail="midway"` raises after the first delta.
+    - `error`: yield this error event (e.g. context_length_exceeded) right after being called, or, with
+      `error_after=k`, after the start event and k deltas (an engine failing mid-answer).
+    - `hold_after`: after that many deltas, wait until `release()` before going on (a slow model).
+    - `probe_ok` / `probe_raises`: what `probe()` reports.
+    Counters: `calls` (generate calls), `payloads` (what the gateway sent), `finished` (streams that
+    reached their end event), `closed` (streams closed or cancelled before their end).
+    """
+
+    def __init__(
+        self,
+        pieces: Sequence[str] = ("Hello", " from", " fake."),
+        *,
+        prompt_tokens: int = 7,
+        finish_reason: str = "stop",
+        replica: str = "fake-1",
+        fail: str | None = None,
+        error: dict[str, Any] | None = None,
+        error_after: int | None = None,
+        hold_after: int | None = None,
+        probe_ok: bool = True,
+        probe_raises: bool = False,
+    ) -> None:
+        if fail not in (None, "start", "midway"):
+            raise ValueError(f"unknown failure mode {fail!r}")
+        self.pieces = list(pieces)
+        self.prompt_tokens = prompt_tokens
+        self.finish_reason = finish_reason
+        self.replica = replica
+        self.fail = fail
+        self.error = error
+        self.error_after = error_after
+        self.hold_after = hold_after
+        self.probe_ok = probe_ok
+        self.probe_raises = probe_raises
+        self.calls = 0
+        self.probes = 0
+        self.payloads: list[dict[str, Any]] = []
+        self.finished = 0
+        self.closed = 0
+        self._gate = asyncio.Event()
+        self.holding = asyncio.Event()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def release(self) -> None:
+        self._gate.set()
+
+    @staticmethod
+    def context_length_error(
+        message: str = "This model's maximum context length is 2048 tokens.",
+    ) -> dict[str, Any]:
+        return {"event": "error", "status": 400, "code": "context_length_exceeded", "message": message}
+
+    async def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        self.calls += 1
+        self.payloads.append(payload)
+        done = False
+        try:
+            if self.fail == "start":
+                raise FakeTierDown("replica is gone")
+            if self.error is not None and self.error_after is None:
+                yield dict(self.error)
+                done = True
+                return
+            yield {"event": "start", "prompt_tokens": self.prompt_tokens, "replica": self.replica}
+            for count, piece in enumerate(self.pieces, start=1):
+                if self.error is not None and count > (self.error_after or 0):
+                    yield dict(self.error)
+                    done = True
+                    return
+                if self.hold_after is not None and count > self.hold_after:
+                    self.holding.set()
+                    await self._gate.wait()
+                yield {"event": "delta", "text": piece, "completion_tokens": count}
+                if self.fail == "midway":
+                    raise FakeTierDown("replica died while generating")
+            yield {
+                "event": "end",
+                "finish_reason": self.finish_reason,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": len(self.pieces),
+            }
+            done = True
+            self.finished += 1
+        finally:
+            if not done:
+                self.closed += 1
+
+    async def probe(self) -> dict[str, Any]:
+        self.probes += 1
+        if self.probe_raises:
+            raise FakeTierDown("probe failed: replica is gone")
+        return {"ok": self.probe_ok, "replica": self.replica, "generate_ms": 1.0}
+
+
+class HashingEmbedder:
+    """Deterministic bag-of-words embedder: each lowercase word adds +-1 to one of `dimension` slots."""
+
+    def __init__(self, dimension: int = 384) -> None:
+        self._dimension = dimension
+        self.calls = 0
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.calls += 1
+        rows = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                rows[row, value % self._dimension] += 1.0 if (value >> 32) & 1 else -1.0
+            norm = float(np.linalg.norm(rows[row]))
+            if norm == 0.0:
+                rows[row, 0] = 1.0  # empty text: still a unit vector
+            else:
+                rows[row] /= norm
+        return rows
