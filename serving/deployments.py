@@ -147,6 +147,14 @@ class RedisServer:
     def url(self) -> str:
         return self._redis.url
 
+    async def check_health(self) -> None:
+        # Async so the restart runs on the replica's event-loop thread (see __init__).
+        # Ray Serve calls this every few seconds: a Redis that died (OOM kill, operator) comes back
+        # on the same port, from its append-only file; meanwhile the gateways bypass the cache.
+        if not self._redis.running():
+            logger.warning("local redis on port %d is down; restarting it", self._redis.port)
+            self._redis.start()
+
     def __del__(self) -> None:
         redis = getattr(self, "_redis", None)
         if redis is not None:

@@ -13,9 +13,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import redis
 
@@ -63,6 +65,7 @@ class LocalRedis:
         self._data_dir = data_dir
         self._persist = persist
         self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -78,16 +81,21 @@ class LocalRedis:
         else:
             args += ["--save", "", "--appendonly", "no"]
         logger.info("starting %s on 127.0.0.1:%d", binary, self.port)
+        if self._log is not None:  # from a previous run of this server that died
+            self._log.close()
+        # Output goes to an unnamed temporary file: a pipe nobody reads could fill up and stall Redis.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server, closed in stop()
         self._process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+            [*args, "--loglevel", "warning"], stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
         )
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout_s
         try:
             while True:
                 if self._process.poll() is not None:
-                    stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                    raise RedisStartError(f"redis-server exited with {self._process.returncode}: {stderr.strip()}")
+                    self._log.seek(0)
+                    output = self._log.read().decode(errors="replace").strip()[-2000:]
+                    raise RedisStartError(f"redis-server exited with {self._process.returncode}: {output}")
                 try:
                     client.ping()
                     return self
@@ -101,8 +109,14 @@ class LocalRedis:
         finally:
             client.close()
 
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
         process, self._process = self._process, None
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
         if process is None or process.poll() is not None:
             return
         process.terminate()

@@ -358,6 +358,48 @@ async def test_expired_entry_is_a_miss(make_cache: CacheFactory, redis_client: a
     assert cache.entries("alpha") == 0
 
 
+CORRUPT_BUG = (
+    "cache/store.py get_many/scan_all parse records with CacheEntry.model_validate_json and cache/index.py "
+    "add reshapes vectors to the current dimension without checks; SemanticCache.lookup only catches "
+    "CacheUnavailable, so one foreign or outdated record in Redis makes every lookup raise (and the index "
+    "is never marked built, so it raises again on every request)"
+)
+
+
+@pytest.mark.xfail(reason=CORRUPT_BUG, strict=True)
+@pytest.mark.parametrize("raw", [b"{not json", b'{"entry_id": 1}'])
+async def test_unreadable_record_in_redis_is_skipped(
+    make_cache: CacheFactory, redis_client: aioredis.Redis, key_prefix: str, raw: bytes
+) -> None:
+    writer = make_cache()
+    vector = writer.embed(QUESTION)
+    await writer.store("alpha", NS, QUESTION, vector, ANSWER)
+    await redis_client.set(f"{key_prefix}:entry:alpha:garbage", raw)
+
+    fresh = make_cache()  # rebuilds its index from Redis, garbage included
+    lookup = await fresh.lookup("alpha", NS, vector)
+    assert lookup.outcome is Outcome.HIT  # the good entry is still served
+
+
+@pytest.mark.xfail(reason=CORRUPT_BUG, strict=True)
+async def test_record_from_another_embedding_model_is_skipped(
+    make_cache: CacheFactory, redis_client: aioredis.Redis, key_prefix: str
+) -> None:
+    other_model = HashingEmbedder(dimension=128).embed([QUESTION])[0]
+    entry = CacheEntry(
+        entry_id="old-model",
+        tenant="alpha",
+        namespace=NS,
+        query=QUESTION,
+        vector_b64=CacheEntry.encode_vector(other_model),
+        answer=ANSWER,
+    )
+    await redis_client.set(f"{key_prefix}:entry:alpha:old-model", entry.model_dump_json())
+    cache = make_cache()
+    lookup = await cache.lookup("alpha", NS, cache.embed(QUESTION))
+    assert lookup.outcome in (Outcome.MISS, Outcome.BYPASS)
+
+
 async def _until_available(cache: SemanticCache) -> None:
     for _ in range(1000):
         if cache.available():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -166,15 +168,22 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None)
     return error
 
 
+def sample_value(stack: Stack, sample_name: str, **labels: str) -> float | None:
+    """The value of one Prometheus sample of the gateway's registry, or None when it was never recorded."""
+    for family in text_string_to_metric_families(stack.metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == sample_name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
 def requests_total(stack: Stack) -> dict[tuple[str, str, str, str], float]:
-    text = stack.metrics.render().decode()
     counts: dict[tuple[str, str, str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "tierserve_requests":
-            for sample in family.samples:
-                if sample.name == "tierserve_requests_total":
-                    labels = sample.labels
-                    counts[(labels["endpoint"], labels["tier"], labels["cache"], labels["status"])] = sample.value
+    for family in text_string_to_metric_families(stack.metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == "tierserve_requests_total":
+                labels = sample.labels
+                counts[(labels["endpoint"], labels["tier"], labels["cache"], labels["status"])] = sample.value
     return counts
 
 
@@ -186,8 +195,8 @@ async def test_chat_non_stream(stack: Stack) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "chat.completion"
-    assert body["id"] == response.headers["x-request-id"]
-    assert body["id"].startswith("chatcmpl-")
+    request_id = response.headers["x-request-id"]
+    assert body["id"] == f"chatcmpl-{request_id}"
     assert body["model"] == "small"
     assert isinstance(body["created"], int)
     assert body["choices"] == [
@@ -206,7 +215,7 @@ async def test_chat_non_stream(stack: Stack) -> None:
     assert stack.small.calls == 1 and stack.large.calls == 0
     payload = stack.small.payloads[0]
     assert payload["messages"] == [{"role": "user", "content": QUESTION}]
-    assert payload["request_id"] == body["id"]
+    assert payload["request_id"] == request_id  # the tier's engine sees the same id as logs and client
     assert payload["sampling"]["max_tokens"] == 32 and payload["sampling"]["temperature"] == 0
 
 
@@ -214,11 +223,27 @@ async def test_request_id_is_taken_from_the_client_when_safe(stack: Stack) -> No
     response = await stack.client.post(
         "/v1/chat/completions", json=chat_body(), headers={**ALPHA, "x-request-id": "trace-42.a:b"}
     )
-    assert response.headers["x-request-id"] == "trace-42.a:b" == response.json()["id"]
+    assert response.headers["x-request-id"] == "trace-42.a:b"
+    assert response.json()["id"] == "chatcmpl-trace-42.a:b"
+    assert stack.small.payloads[0]["request_id"] == "trace-42.a:b"
     unsafe = await stack.client.post(
         "/v1/chat/completions", json=chat_body("other"), headers={**ALPHA, "x-request-id": "bad id\twith tab"}
     )
-    assert unsafe.headers["x-request-id"].startswith("chatcmpl-")
+    generated = unsafe.headers["x-request-id"]
+    assert re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", generated) and "bad" not in generated
+    assert unsafe.json()["id"] == f"chatcmpl-{generated}"
+
+
+async def test_request_id_header_can_be_left_to_the_proxy(stack: Stack) -> None:
+    app = build_http_app(stack.service, echo_request_id=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post(
+            "/v1/chat/completions", json=chat_body(), headers={**ALPHA, "x-request-id": "from-proxy-1"}
+        )
+    assert response.status_code == 200
+    assert "x-request-id" not in response.headers
+    assert response.json()["id"] == "chatcmpl-from-proxy-1"
+    assert response.headers["x-tierserve-tier"] == "small"
 
 
 async def test_auto_routes_by_difficulty(stack: Stack) -> None:
@@ -269,7 +294,7 @@ async def test_chat_stream(stack: Stack) -> None:
     assert response.headers["cache-control"] == "no-cache"
     chunks = sse_chunks(response)
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
-    assert {c["id"] for c in chunks} == {response.headers["x-request-id"]}
+    assert {c["id"] for c in chunks} == {f"chatcmpl-{response.headers['x-request-id']}"}
     assert {c["model"] for c in chunks} == {"small"}
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     contents = [c["choices"][0]["delta"].get("content") for c in chunks[1:-1]]
@@ -298,7 +323,7 @@ async def test_completion_non_stream(stack: Stack) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "text_completion"
-    assert body["id"] == response.headers["x-request-id"] and body["id"].startswith("cmpl-")
+    assert body["id"] == f"cmpl-{response.headers['x-request-id']}"
     assert body["choices"] == [{"index": 0, "text": "Paris is the capital.", "finish_reason": "stop", "logprobs": None}]
     assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
     assert stack.small.payloads[0]["prompt"] == "Once upon a time"
@@ -351,9 +376,11 @@ async def test_unknown_model_is_404(stack: Stack) -> None:
     assert stack.small.calls == 0 and stack.large.calls == 0
 
 
-async def test_unknown_route_is_an_openai_404(stack: Stack) -> None:
+async def test_unknown_route_and_wrong_method_are_openai_errors(stack: Stack) -> None:
     response = await stack.client.get("/v1/nothing-here", headers=ALPHA)
     assert_openai_error(response, 404, "not_found")
+    response = await stack.client.get("/v1/chat/completions", headers=ALPHA)
+    assert_openai_error(response, 405, "method_not_allowed")
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"", b"[1, 2]", b'"a string"'])
@@ -377,7 +404,7 @@ async def test_invalid_json_is_400(stack: Stack, content: bytes) -> None:
         ),
         ({"model": "small", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
         ({"model": "small", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
-        ({"model": "small", "messages": [{"role": "user", "content": 5}]}, "messages.0.content.str"),
+        ({"model": "small", "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
         ({"model": "small", "messages": [{"role": "system", "content": "x"}]}, None),
     ],
@@ -386,7 +413,8 @@ async def test_schema_violations_are_422(stack: Stack, body: dict[str, Any], par
     response = await stack.client.post("/v1/chat/completions", json=body, headers=ALPHA)
     error = assert_openai_error(response, 422, "invalid_value")
     assert error["type"] == "invalid_request_error"
-    assert error["param"] == param
+    # A union field's location may carry pydantic's branch name after the field (messages.0.content.str).
+    assert error["param"] == param or (param is not None and error["param"].startswith(f"{param}."))
     assert stack.small.calls == 0
 
 
@@ -524,6 +552,32 @@ async def test_tier_dying_midway_stream_ends_with_an_in_band_error(make_stack: S
     assert requests_total(stack)[("chat", "small", "miss", "503")] == 1
 
 
+async def test_stream_past_the_request_timeout_ends_in_band(make_stack: StackFactory) -> None:
+    stack = await make_stack(small=FakeTier(hold_after=1), gateway={"request_timeout_s": 0.05})
+    response = await stack.chat(stream=True)  # the fake never goes past its first delta
+    assert response.status_code == 200
+    payloads = sse_payloads(response)
+    assert payloads[-1] == "[DONE]"
+    assert json.loads(payloads[-2])["error"]["code"] == "timeout"
+    assert requests_total(stack)[("chat", "small", "miss", "504")] == 1
+    assert stack.cache is not None and stack.cache.entries("alpha") == 0
+
+
+@pytest.mark.xfail(
+    reason="serving/gateway.py _collect_live: the TimeoutError of request_timeout_s is not caught, so a "
+    "non-streamed answer that takes too long is a bare 500 internal_error and is not counted in metrics",
+    strict=True,
+)
+async def test_non_stream_past_the_request_timeout_is_a_timeout_error(make_stack: StackFactory) -> None:
+    stack = await make_stack(
+        small=FakeTier(hold_after=1), gateway={"request_timeout_s": 0.05}, raise_app_exceptions=False
+    )
+    response = await stack.chat()
+    assert response.status_code in (503, 504)
+    assert response.json()["error"]["code"] == "timeout"
+    assert requests_total(stack)[("chat", "small", "miss", str(response.status_code))] == 1
+
+
 # ------------------------------------------------------------------------------------------- cache
 
 
@@ -567,7 +621,7 @@ async def test_cache_hit_replays_as_the_same_sse_shape(stack: Stack) -> None:
     assert stack.small.calls == 1
     live_chunks, replay_chunks = sse_chunks(live), sse_chunks(replay)
     assert shape(replay_chunks) == shape(live_chunks)
-    assert {c["id"] for c in replay_chunks} == {replay.headers["x-request-id"]}
+    assert {c["id"] for c in replay_chunks} == {f"chatcmpl-{replay.headers['x-request-id']}"}
     # A non-streamed answer replays as a stream too, and a streamed one as a plain body.
     plain = await stack.chat()
     assert plain.headers["x-tierserve-cache"] == "hit"
@@ -632,6 +686,26 @@ async def test_without_a_cache_everything_bypasses(make_stack: StackFactory) -> 
         assert (await stack.chat()).headers["x-tierserve-cache"] == "bypass"
     assert stack.small.calls == 2
     assert (await stack.client.get("/health")).json()["cache"] == "disabled"
+
+
+@pytest.mark.xfail(
+    reason="cache/store.py get_many/scan_all and cache/semantic.py lookup/rebuild: a record in Redis that "
+    "does not parse as CacheEntry (older schema, foreign writer) raises pydantic.ValidationError out of "
+    "SemanticCache.lookup, so every cacheable request fails with 500 instead of bypassing the cache",
+    strict=True,
+)
+async def test_corrupt_cache_record_never_fails_a_request(
+    make_stack: StackFactory, redis_url: str, key_prefix: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.set(f"{key_prefix}:entry:alpha:from-an-older-release", b'{"entry_id": 1}')
+    finally:
+        await client.aclose()
+    stack = await make_stack(raise_app_exceptions=False)
+    response = await stack.chat()
+    assert response.status_code == 200
+    assert response.headers["x-tierserve-cache"] in ("miss", "bypass")
 
 
 async def _abandon_stream(app: FastAPI, body: dict[str, Any], after_body_messages: int) -> list[dict[str, Any]]:
@@ -745,10 +819,13 @@ async def test_metrics_count_requests_by_tier_and_cache(stack: Stack) -> None:
     assert counts[("chat", "small", "miss", "200")] == 1
     assert counts[("chat", "cache", "hit", "200")] == 1
     assert counts[("chat", "small", "bypass", "200")] == 1
-    assert "tierserve_route_score_count 1.0" in text
-    assert 'tierserve_tokens_total{kind="completion",tier="small"} 8.0' in text
-    # Price of the two generated answers: (9 * 1.0 + 4 * 2.0) / 1000 each, for tenant alpha.
-    assert 'tierserve_cost_usd_total{tenant="alpha",tier="small"} 0.034' in text
+    assert sample_value(stack, "tierserve_route_score_count") == 1
+    assert sample_value(stack, "tierserve_tokens_total", tier="small", kind="completion") == 8
+    assert sample_value(stack, "tierserve_tokens_total", tier="cache", kind="completion") == 4
+    # Price of the two generated answers: (9 * 1.0 + 4 * 2.0) / 1000 each, for tenant alpha; hits cost nothing.
+    assert sample_value(stack, "tierserve_cost_usd_total", tier="small", tenant="alpha") == pytest.approx(0.034)
+    assert sample_value(stack, "tierserve_cost_usd_total", tier="cache", tenant="alpha") is None
+    assert sample_value(stack, "tierserve_stage_seconds_count", stage="embed") == 2  # the hot request skipped it
 
 
 # ------------------------------------------------------------------------------ the official client
