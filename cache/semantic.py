@@ -79,6 +79,9 @@ class SemanticCache:
         except CacheUnavailable as error:
             self._mark_down(error)
             return Lookup(Outcome.BYPASS, vector=vector)
+        except Exception:  # a cache bug must cost a miss, never a failed request
+            logger.exception("semantic cache lookup failed; bypassing")
+            return Lookup(Outcome.BYPASS, vector=vector)
         for neighbour, record in zip(neighbours, records, strict=True):
             if record is None:  # expired or evicted in Redis: forget it here too
                 index.delete(neighbour.entry_id)
@@ -106,6 +109,9 @@ class SemanticCache:
         except CacheUnavailable as error:
             self._mark_down(error)
             return False
+        except Exception:
+            logger.exception("semantic cache store failed; answer not cached")
+            return False
         self._index_for(tenant).add(entry.entry_id, namespace, vector)
         return True
 
@@ -114,6 +120,8 @@ class SemanticCache:
         indexes: dict[str, VectorIndex] = {}
         count = 0
         async for entry in self._store.scan_all():
+            if entry.vector().shape != (self._embedder.dimension,):
+                continue  # written with another embedding model: unusable by this one
             indexes.setdefault(entry.tenant, self._new_index()).add(entry.entry_id, entry.namespace, entry.vector())
             count += 1
         self._indexes = indexes

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 
 from cache.config import RedisConfig
 from cache.embedder import Vector
 from cache.errors import CacheUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 class CachedAnswer(BaseModel):
@@ -48,6 +51,15 @@ class CacheEntry(BaseModel):
         return base64.b64encode(np.ascontiguousarray(vector, dtype=np.float32).tobytes()).decode()
 
 
+def _parse(raw: bytes | str) -> CacheEntry | None:
+    """A record we cannot read (another schema version, another writer) is skipped, not fatal."""
+    try:
+        return CacheEntry.model_validate_json(raw)
+    except ValidationError as error:
+        logger.warning("skipping unreadable cache record: %s", error.errors()[0]["msg"])
+        return None
+
+
 class CacheStore:
     """Async Redis access; every Redis failure surfaces as CacheUnavailable."""
 
@@ -74,7 +86,7 @@ class CacheStore:
         if not entry_ids:
             return []
         raw = await self._call(self._client.mget([self._key(tenant, e) for e in entry_ids]))
-        return [CacheEntry.model_validate_json(item) if item is not None else None for item in raw]
+        return [_parse(item) if item is not None else None for item in raw]
 
     async def delete(self, tenant: str, entry_id: str) -> None:
         await self._call(self._client.delete(self._key(tenant, entry_id)))
@@ -84,8 +96,9 @@ class CacheStore:
         try:
             async for key in self._client.scan_iter(match=f"{self._prefix}:entry:*", count=500):
                 raw = await self._client.get(key)
-                if raw is not None:
-                    yield CacheEntry.model_validate_json(raw)
+                entry = _parse(raw) if raw is not None else None
+                if entry is not None:
+                    yield entry
         except (RedisError, OSError) as error:
             raise CacheUnavailable(f"redis: {error}") from error
 

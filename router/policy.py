@@ -24,8 +24,10 @@ class ThresholdPolicy:
             raise RouterError("at least one tier is needed")
         if len(thresholds) != len(tiers) - 1:
             raise RouterError(f"{len(tiers)} tiers need {len(tiers) - 1} thresholds, got {len(thresholds)}")
-        if list(thresholds) != sorted(thresholds):
-            raise RouterError("thresholds must be ascending")
+        if any(not 0.0 < t < 1.0 for t in thresholds):
+            raise RouterError("thresholds must lie strictly between 0 and 1")
+        if any(b <= a for a, b in zip(thresholds, thresholds[1:], strict=False)):
+            raise RouterError("thresholds must be strictly ascending (an equal pair makes a tier unreachable)")
         self._tiers = list(tiers)
         self._thresholds = list(thresholds)
 

@@ -74,6 +74,12 @@ class TierUnavailable(ServingError):
     code = "tier_unavailable"
 
 
+class GatewayTimeout(ServingError):
+    status = 504
+    type = "server_error"
+    code = "timeout"
+
+
 class EngineFailure(ServingError):
     status = 500
     type = "server_error"
@@ -88,6 +94,7 @@ _BY_STATUS: dict[int, type[ServingError]] = {
     422: UnprocessableRequest,
     429: RateLimited,
     503: TierUnavailable,
+    504: GatewayTimeout,
 }
 
 
@@ -97,10 +104,15 @@ def from_plain(status: int, message: str, code: str | None = None) -> ServingErr
     return cls(message, code=code)
 
 
+def _is_union_branch(part: object) -> bool:
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "dict", "list"} or "[" in part)
+
+
 def from_validation_error(error: ValidationError) -> UnprocessableRequest:
     """A body that parsed as JSON but breaks the schema: name the first bad field like OpenAI does."""
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
+    # pydantic names the union branch it tried ("content.str"); clients only know the field path.
+    location = ".".join(str(part) for part in first["loc"] if not _is_union_branch(part))
     message = first["msg"].removeprefix("Value error, ")
     text = f"{location}: {message}" if location else message
     return UnprocessableRequest(text, param=location or None)

@@ -16,8 +16,15 @@ from typing import Any, Protocol
 from cache import CachedAnswer, Outcome, SemanticCache, namespace_key
 from router import RouteInput, Router
 from serving.config import AUTO_MODEL, StackConfig
-from serving.errors import AuthenticationFailed, NotFound, ServingError, TierUnavailable, from_plain
-from serving.formatting import Endpoint, ResponseFormatter, sse
+from serving.errors import (
+    AuthenticationFailed,
+    GatewayTimeout,
+    NotFound,
+    ServingError,
+    TierUnavailable,
+    from_plain,
+)
+from serving.formatting import DONE, Endpoint, ResponseFormatter, sse
 from serving.metrics import GatewayMetrics
 from serving.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
 
@@ -62,6 +69,28 @@ class Reply:
 class _Accounting:
     started: float = field(default_factory=time.perf_counter)
     ttft: float | None = None
+
+
+@dataclass
+class _LiveCall:
+    """One generation in flight on a tier."""
+
+    job: Job
+    tier: str
+    events: AsyncIterator[dict[str, Any]]
+    store: tuple[str, Any] | None  # (namespace, vector) when the answer should be cached
+    acct: _Accounting
+    deadline: float  # event-loop time
+
+    @property
+    def cache_label(self) -> str:
+        return "miss" if self.store is not None else "bypass"
+
+    async def close(self) -> None:
+        # Closing the tier's stream cancels the generation on the replica (vLLM aborts it).
+        close = getattr(self.events, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def job_from_chat(request: ChatCompletionRequest, request_id: str, tenant: str) -> Job:
@@ -200,26 +229,35 @@ class GatewayService:
             tier = job.model
         headers["x-tierserve-tier"] = tier
 
-        events = self._tiers[tier].generate({**job.payload, "request_id": job.request_id})
+        store = (namespace, vector) if outcome is Outcome.MISS and namespace is not None else None
+        call = _LiveCall(
+            job=job,
+            tier=tier,
+            events=self._tiers[tier].generate({**job.payload, "request_id": job.request_id}),
+            store=store,
+            acct=acct,
+            deadline=asyncio.get_running_loop().time() + self._config.gateway.request_timeout_s,
+        )
         try:
-            first = await anext(events)
-        except StopAsyncIteration:
-            raise TierUnavailable(f"tier '{tier}' ended the stream before starting") from None
-        except ServingError:
+            # Wait for the tier to accept the request before any header leaves: a rejection (context
+            # too long, tier down) is still a proper HTTP error, not a broken stream.
+            first = await self._next_event(call)
+        except ServingError as error:
+            self._count(job, tier, outcome.value, error.status)
+            await call.close()
             raise
-        except Exception as error:  # the tier's replica is gone or unreachable
-            self._count(job, tier, outcome.value, 503)
-            raise TierUnavailable(f"tier '{tier}' is unavailable: {type(error).__name__}") from error
-        if first["event"] == "error":
-            self._count(job, tier, outcome.value, int(first["status"]))
-            raise from_plain(int(first["status"]), str(first["message"]), first.get("code"))
         if first.get("replica"):
             headers["x-tierserve-replica"] = str(first["replica"])
         formatter = ResponseFormatter(job.endpoint, job.request_id, tier)
-        store = (namespace, vector) if outcome is Outcome.MISS and namespace is not None else None
         if job.stream:
-            return Reply(headers, stream=self._stream_live(job, tier, formatter, events, store, acct))
-        return Reply(headers, body=await self._collect_live(job, tier, formatter, events, store, acct))
+            return Reply(headers, stream=self._stream_live(call, formatter))
+        try:
+            return Reply(headers, body=await self._collect_live(call, formatter))
+        except ServingError as error:
+            self._count(job, tier, call.cache_label, error.status)
+            raise
+        finally:
+            await call.close()
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """Every tier really generates (a one-token probe); the result is reused for health_cache_s."""
@@ -270,102 +308,73 @@ class GatewayService:
 
         return Reply(headers, stream=replay())
 
-    async def _collect_live(
-        self,
-        job: Job,
-        tier: str,
-        formatter: ResponseFormatter,
-        events: AsyncIterator[dict[str, Any]],
-        store: tuple[str, Any] | None,
-        acct: _Accounting,
-    ) -> dict[str, Any]:
-        pieces: list[str] = []
-        async with asyncio.timeout(self._config.gateway.request_timeout_s):
-            async for event in events:
-                if event["event"] == "delta":
-                    if acct.ttft is None:
-                        acct.ttft = time.perf_counter() - acct.started
-                    pieces.append(event["text"])
-                elif event["event"] == "error":
-                    self._count(job, tier, "miss" if store else "bypass", int(event["status"]))
-                    raise from_plain(int(event["status"]), str(event["message"]), event.get("code"))
-                elif event["event"] == "end":
-                    answer = CachedAnswer(
-                        pieces=pieces,
-                        finish_reason=event["finish_reason"],
-                        prompt_tokens=event["prompt_tokens"],
-                        completion_tokens=event["completion_tokens"],
-                        tier=tier,
-                    )
-                    await self._store(job, answer, store)
-                    self._finish(
-                        job,
-                        tier,
-                        "miss" if store else "bypass",
-                        acct,
-                        answer.prompt_tokens,
-                        answer.completion_tokens,
-                    )
-                    return formatter.full(
-                        answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens
-                    )
-        raise TierUnavailable(f"tier '{tier}' ended the stream without finishing")
+    async def _next_event(self, call: _LiveCall) -> dict[str, Any]:
+        """The tier's next event; every way a tier can fail becomes a ServingError."""
+        try:
+            async with asyncio.timeout_at(call.deadline):
+                event = await anext(call.events)
+        except StopAsyncIteration:
+            raise TierUnavailable(f"tier '{call.tier}' ended the stream without finishing") from None
+        except TimeoutError:
+            raise GatewayTimeout(
+                f"tier '{call.tier}' did not finish within {self._config.gateway.request_timeout_s:.0f}s"
+            ) from None
+        except ServingError:
+            raise
+        except Exception as error:  # the tier's replica died or cannot be reached
+            logger.warning("tier %s failed for request %s: %r", call.tier, call.job.request_id, error)
+            raise TierUnavailable(f"tier '{call.tier}' is unavailable: {type(error).__name__}") from error
+        if event["event"] == "error":
+            raise from_plain(int(event["status"]), str(event["message"]), event.get("code"))
+        if event["event"] == "delta" and call.acct.ttft is None:
+            call.acct.ttft = time.perf_counter() - call.acct.started
+        return event
 
-    async def _stream_live(
-        self,
-        job: Job,
-        tier: str,
-        formatter: ResponseFormatter,
-        events: AsyncIterator[dict[str, Any]],
-        store: tuple[str, Any] | None,
-        acct: _Accounting,
-    ) -> AsyncIterator[str]:
-        cache_label = "miss" if store else "bypass"
+    def _answer(self, call: _LiveCall, pieces: list[str], end: dict[str, Any]) -> CachedAnswer:
+        return CachedAnswer(
+            pieces=pieces,
+            finish_reason=end["finish_reason"],
+            prompt_tokens=end["prompt_tokens"],
+            completion_tokens=end["completion_tokens"],
+            tier=call.tier,
+        )
+
+    async def _collect_live(self, call: _LiveCall, formatter: ResponseFormatter) -> dict[str, Any]:
+        pieces: list[str] = []
+        while (event := await self._next_event(call))["event"] != "end":
+            if event["event"] == "delta":
+                pieces.append(event["text"])
+        answer = self._answer(call, pieces, event)
+        await self._store(call.job, answer, call.store)
+        self._finish(call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens)
+        return formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
+
+    async def _stream_live(self, call: _LiveCall, formatter: ResponseFormatter) -> AsyncIterator[str]:
         pieces: list[str] = []
         try:
             for chunk in formatter.opening():
                 yield chunk
-            async with asyncio.timeout(self._config.gateway.request_timeout_s):
-                async for event in events:
-                    if event["event"] == "delta":
-                        if acct.ttft is None:
-                            acct.ttft = time.perf_counter() - acct.started
-                        pieces.append(event["text"])
-                        yield formatter.content(event["text"])
-                    elif event["event"] == "error":
-                        # Headers are gone already: report the error in-band, as vLLM's server does.
-                        error = from_plain(int(event["status"]), str(event["message"]), event.get("code"))
-                        self._count(job, tier, cache_label, error.status)
-                        yield sse(error.body())
-                        yield "data: [DONE]\n\n"
-                        return
-                    elif event["event"] == "end":
-                        answer = CachedAnswer(
-                            pieces=pieces,
-                            finish_reason=event["finish_reason"],
-                            prompt_tokens=event["prompt_tokens"],
-                            completion_tokens=event["completion_tokens"],
-                            tier=tier,
-                        )
-                        for chunk in formatter.closing(
-                            answer.finish_reason,
-                            answer.prompt_tokens,
-                            answer.completion_tokens,
-                            job.include_usage,
-                        ):
-                            yield chunk
-                        # Only now, with the whole answer delivered, is it worth keeping.
-                        await self._store(job, answer, store)
-                        self._finish(job, tier, cache_label, acct, answer.prompt_tokens, answer.completion_tokens)
-                        return
-        except TimeoutError:
-            self._count(job, tier, cache_label, 504)
-            yield sse(TierUnavailable(f"tier '{tier}' timed out", code="timeout").body())
-            yield "data: [DONE]\n\n"
+            while (event := await self._next_event(call))["event"] != "end":
+                if event["event"] == "delta":
+                    pieces.append(event["text"])
+                    yield formatter.content(event["text"])
+            answer = self._answer(call, pieces, event)
+            for chunk in formatter.closing(
+                answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, call.job.include_usage
+            ):
+                yield chunk
+            # Only now, with the whole answer delivered, is it worth keeping.
+            await self._store(call.job, answer, call.store)
+            self._finish(
+                call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens
+            )
+        except ServingError as error:
+            # The headers are gone already: report the error in-band, as vLLM's server does.
+            self._count(call.job, call.tier, call.cache_label, error.status)
+            yield sse(error.body())
+            yield DONE
         finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
+            await call.close()
 
     async def _store(self, job: Job, answer: CachedAnswer, store: tuple[str, Any] | None) -> None:
         if store is None or self._cache is None:

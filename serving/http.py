@@ -44,9 +44,15 @@ async def _parse(request: Request, model: type[_Body], max_bytes: int) -> _Body:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {max_bytes} bytes.")
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"Request body of {len(raw)} bytes exceeds the limit of {max_bytes} bytes.")
+    # Count while reading: a chunked body has no Content-Length to check up front.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

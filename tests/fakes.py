@@ -33,7 +33,7 @@ class FakeTier:
     - `fail="start"` raises before any event, `fail="midway"` raises after the first delta.
     - `error`: yield this error event (e.g. context_length_exceeded) right after being called, or, with
       `error_after=k`, after the start event and k deltas (an engine failing mid-answer).
-    - `hold_after`: after that many deltas, wait until `release()` before going on (a slow model).
+    - `hold_after`: after that many deltas, set `holding` and wait until `release()` (a slow model).
     - `probe_ok` / `probe_raises`: what `probe()` reports.
     Counters: `calls` (generate calls), `payloads` (what the gateway sent), `finished` (streams that
     reached their end event), `closed` (streams closed or cancelled before their end).

@@ -358,15 +358,6 @@ async def test_expired_entry_is_a_miss(make_cache: CacheFactory, redis_client: a
     assert cache.entries("alpha") == 0
 
 
-CORRUPT_BUG = (
-    "cache/store.py get_many/scan_all parse records with CacheEntry.model_validate_json and cache/index.py "
-    "add reshapes vectors to the current dimension without checks; SemanticCache.lookup only catches "
-    "CacheUnavailable, so one foreign or outdated record in Redis makes every lookup raise (and the index "
-    "is never marked built, so it raises again on every request)"
-)
-
-
-@pytest.mark.xfail(reason=CORRUPT_BUG, strict=True)
 @pytest.mark.parametrize("raw", [b"{not json", b'{"entry_id": 1}'])
 async def test_unreadable_record_in_redis_is_skipped(
     make_cache: CacheFactory, redis_client: aioredis.Redis, key_prefix: str, raw: bytes
@@ -381,7 +372,6 @@ async def test_unreadable_record_in_redis_is_skipped(
     assert lookup.outcome is Outcome.HIT  # the good entry is still served
 
 
-@pytest.mark.xfail(reason=CORRUPT_BUG, strict=True)
 async def test_record_from_another_embedding_model_is_skipped(
     make_cache: CacheFactory, redis_client: aioredis.Redis, key_prefix: str
 ) -> None:

@@ -42,18 +42,19 @@ def run_isolated(body: str, cwd: Path) -> dict[str, object]:
 def test_light_modules_import_without_vllm_or_torch(tmp_path: Path) -> None:
     report = run_isolated(
         """
-        import importlib
+        import importlib, threading
         for name in ("serving", "serving.config", "serving.protocol", "serving.errors", "serving.gateway",
                      "serving.http", "serving.metrics", "cache", "cache.embedder", "router"):
             importlib.import_module(name)
         heavy = ("vllm", "torch", "transformers", "sentence_transformers")
         heavy = sorted(m for m in heavy if m in sys.modules)
-        print(json.dumps({"heavy": heavy, "network": attempts}))
+        print(json.dumps({"heavy": heavy, "network": attempts, "threads": threading.active_count()}))
         """,
         tmp_path,
     )
     assert report["heavy"] == []
     assert report["network"] == []
+    assert report["threads"] == 1  # no background work started at import
     assert list(tmp_path.iterdir()) == []  # nothing written at import time
 
 
@@ -61,14 +62,15 @@ def test_light_modules_import_without_vllm_or_torch(tmp_path: Path) -> None:
 def test_cache_and_router_know_nothing_of_ray_http_or_each_other(package: str, other: str, tmp_path: Path) -> None:
     report = run_isolated(
         f"""
-        import importlib
+        import importlib, threading
         importlib.import_module({package!r})
         foreign = ("ray", "fastapi", "starlette", "serving", "torch", "vllm", {other!r})
-        print(json.dumps({{"foreign": sorted(m for m in foreign if m in sys.modules)}}))
+        found = sorted(m for m in foreign if m in sys.modules)
+        print(json.dumps({{"foreign": found, "threads": threading.active_count()}}))
         """,
         tmp_path,
     )
-    assert report == {"foreign": []}
+    assert report == {"foreign": [], "threads": 1}
 
 
 def test_every_submodule_imports_quietly(tmp_path: Path) -> None:
@@ -110,16 +112,3 @@ def test_every_submodule_imports_quietly(tmp_path: Path) -> None:
     assert report["network"] == []
     assert report["vllm"] is False  # even the deployments import vLLM only inside the engine
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("module", ["serving.config", "cache", "router"])
-def test_import_starts_no_threads(module: str, tmp_path: Path) -> None:
-    report = run_isolated(
-        f"""
-        import threading, importlib
-        importlib.import_module({module!r})
-        print(json.dumps({{"threads": threading.active_count()}}))
-        """,
-        tmp_path,
-    )
-    assert report["threads"] == 1
