@@ -134,7 +134,7 @@ class ModelServer:
             engine.shutdown()
 
 
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, health_check_period_s=2)
 class RedisServer:
     """A real redis-server on loopback for stacks whose config names no Redis."""
 

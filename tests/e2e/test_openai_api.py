@@ -252,3 +252,33 @@ def test_health_and_metrics(stack: Stack) -> None:
     assert 'tierserve_requests_total{cache="miss",endpoint="chat",status="200",tier="small"}' in metrics
     assert "tierserve_time_to_first_token_seconds_bucket" in metrics
     assert 'tierserve_tokens_total{kind="completion",tier="small"}' in metrics
+
+
+def test_redis_outage_bypasses_the_cache_and_it_resumes(stack: Stack) -> None:
+    import psutil
+
+    client = stack.client(ALPHA_KEY)
+    request = {
+        "model": "small",
+        "messages": [{"role": "user", "content": "What is 2 + 2?"}],
+        "max_tokens": 128,
+        "temperature": 0,
+        "seed": fresh_seed(),
+    }
+    assert client.chat.completions.with_raw_response.create(**request).headers["x-tierserve-cache"] == "miss"
+    time.sleep(1.5)  # Redis appends to its log every second: let the entry reach the disk
+    servers = [p for p in psutil.Process(stack.process.pid).children(recursive=True) if p.name() == "redis-server"]
+    assert len(servers) == 1
+    servers[0].kill()
+    servers[0].wait(10)
+
+    outage = client.chat.completions.with_raw_response.create(**request)
+    assert outage.headers["x-tierserve-cache"] == "bypass"
+    assert outage.parse().choices[0].message.content
+
+    deadline = time.monotonic() + 120
+    outcome = "bypass"
+    while outcome != "hit" and time.monotonic() < deadline:
+        time.sleep(2)
+        outcome = client.chat.completions.with_raw_response.create(**request).headers["x-tierserve-cache"]
+    assert outcome == "hit"  # Redis came back with its data, and the cache resumed by itself
