@@ -87,6 +87,14 @@ def config_check(config: Annotated[Path, typer.Argument(help="Stack config YAML.
     )
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print every config field, its type, default and description as Markdown (docs/configuration.md)."""
+    from serving.config import reference_markdown
+
+    typer.echo(reference_markdown())
+
+
 def _wait_healthy(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer yet"
