@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,18 +183,28 @@ def stop(server: Server, timeout_s: float = 120.0) -> list[str]:
 _RAY_LIKE = re.compile(r"ray|ServeReplica|redis-server|gcs_server|raylet")
 
 
-def component(proc: psutil.Process, root_pid: int) -> str:
+def _own_component(proc: psutil.Process, root_pid: int) -> str | None:
     if proc.pid == root_pid:
-        return "driver (cli)"
+        return "driver (cli / api server)"
     cmd = " ".join(proc.cmdline())
-    replica = re.search(r"ServeReplica:[^:\s]+:(\S+)", cmd)
     if "redis-server" in cmd or proc.name() == "redis-server":
-        return "redis"
-    if replica:
-        return replica.group(1)
+        return "redis-server"
+    replica = re.search(r"ServeReplica:[^:\s]+:(\S+)", cmd)
+    if replica:  # Ray titles a busy worker "ray::Class.method"
+        return re.sub(r"\.[a-z_]+$", "", replica.group(1))
     if "ServeController" in cmd or "ProxyActor" in cmd:
         return "serve controller+proxy"
-    return "ray core" if "ray" in cmd else "other"
+    return "ray core" if "ray" in cmd else None
+
+
+def component(proc: psutil.Process, root_pid: int) -> str:
+    """What a process belongs to; helpers without a name of their own (vLLM's EngineCore) count for the
+    nearest named ancestor."""
+    for candidate in [proc, *proc.parents()]:
+        name = _own_component(candidate, root_pid)
+        if name is not None:
+            return name
+    return "other"
 
 
 def measure_memory(server: Server) -> dict[str, Any]:
@@ -238,6 +248,18 @@ def measure_memory(server: Server) -> dict[str, Any]:
     return {"measure": kind, "total": total, "components": components, "outside_tree_not_summed": outside}
 
 
+def cpu_seconds(server: Server) -> tuple[float, float]:
+    """(CPU seconds the whole machine has been busy, CPU seconds of the server's tree and this process)."""
+    times = psutil.cpu_times()
+    busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    ours = 0.0
+    for proc in [*server.tree(), psutil.Process()]:
+        with suppress(psutil.Error):
+            cpu = proc.cpu_times()
+            ours += cpu.user + cpu.system
+    return busy, ours
+
+
 def evict_page_cache(paths: list[Path]) -> dict[str, int]:
     """Ask the kernel to drop clean cached pages of these files (posix_fadvise DONTNEED, no privilege
     needed), so the first start reads models and libraries from disk. Mapped pages stay."""
@@ -264,7 +286,8 @@ class Sample:
     ttft: float | None = None
     tokens: int = 0
     cache: str = ""
-    tier: str = ""
+    finish: str = ""
+    index: int = -1  # which request of its run
 
 
 async def chat(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> Sample:
@@ -272,15 +295,10 @@ async def chat(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> Sam
     response = await client.post(f"{url}/v1/chat/completions", json=body)
     latency = time.perf_counter() - started
     response.raise_for_status()
-    usage = response.json().get("usage") or {}
-    headers = response.headers
-    return Sample(
-        latency,
-        None,
-        int(usage.get("completion_tokens", 0)),
-        headers.get("x-tierserve-cache", ""),
-        headers.get("x-tierserve-tier", ""),
-    )
+    answer = response.json()
+    tokens = int((answer.get("usage") or {}).get("completion_tokens", 0))
+    finish = str(answer["choices"][0].get("finish_reason"))
+    return Sample(latency, tokens=tokens, cache=response.headers.get("x-tierserve-cache", ""), finish=finish)
 
 
 async def chat_stream(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> Sample:
@@ -311,82 +329,96 @@ async def chat_stream(client: httpx.AsyncClient, url: str, body: dict[str, Any])
 Call = Callable[[int], Awaitable[Sample]]
 
 
-async def sequential(call: Call, count: int, budget_s: float) -> list[Sample]:
-    samples: list[Sample] = []
-    deadline = time.monotonic() + budget_s
-    for i in range(count):
-        if time.monotonic() > deadline:
-            logger.warning("time budget of %.0fs spent after %d/%d requests", budget_s, i, count)
-            break
-        samples.append(await call(i))
-    return samples
+@dataclass
+class Run:
+    samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall: float = 0.0
+
+    def headers(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for sample in self.samples:
+            counts[sample.cache or "(none)"] = counts.get(sample.cache or "(none)", 0) + 1
+        return counts
 
 
-async def concurrent(call: Call, count: int, workers: int, budget_s: float) -> tuple[list[Sample], float]:
-    samples: list[Sample] = []
+async def load(call: Call, count: int, workers: int, budget_s: float) -> Run:
+    """`count` calls from `workers` clients (1: sequential), stopped early when `budget_s` is spent.
+    A failed request is counted, not fatal; too many failures end the run."""
+    run = Run()
     counter = iter(range(count))
     deadline = time.monotonic() + budget_s
 
     async def worker() -> None:
         for i in counter:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or len(run.errors) > max(5, count // 10):
                 return
-            samples.append(await call(i))
+            try:
+                sample = await call(i)
+                sample.index = i
+                run.samples.append(sample)
+            except (httpx.HTTPError, RuntimeError, ValueError) as error:
+                run.errors.append(f"{type(error).__name__}: {error}"[:200])
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(workers)))
-    return samples, time.perf_counter() - started
+    run.wall = time.perf_counter() - started
+    if len(run.samples) + len(run.errors) < count:
+        logger.warning("stopped after %d/%d requests (budget %.0fs)", len(run.samples), count, budget_s)
+    if run.errors:
+        logger.warning("%d request(s) failed, first: %s", len(run.errors), run.errors[0])
+    return run
 
 
-def throughput(samples: list[Sample], wall: float, workers: int) -> dict[str, Any]:
-    tokens = sum(s.tokens for s in samples)
+def throughput(run: Run) -> dict[str, Any]:
+    tokens, n, wall = sum(s.tokens for s in run.samples), len(run.samples), run.wall
     return {
-        "concurrency": workers,
-        "requests": len(samples),
+        "requests": n,
+        "errors": len(run.errors),
         "wall_s": round(wall, 2),
-        "requests_per_s": round(len(samples) / wall, 2) if wall else None,
+        "requests_per_s": round(n / wall, 2) if wall else None,
         "output_tokens": tokens,
         "output_tokens_per_s": round(tokens / wall, 1) if wall else None,
-        "mean_tokens_per_request": round(tokens / len(samples), 1) if samples else None,
-        "latency": summary_ms([s.latency for s in samples]),
+        "mean_tokens_per_request": round(tokens / n, 1) if n else None,
+        "latency": summary_ms([s.latency for s in run.samples]),
+        "cache_headers": run.headers(),
     }
 
 
+def _client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+
+
 async def cache_phase(url: str, args: argparse.Namespace, run_seed: int) -> dict[str, Any]:
-    """Misses store the answer; the same requests repeated are hits. The per-run seed is part of the cache
+    """Misses store their answer; repeating the stored ones gives hits. Only complete answers are stored
+    (finish_reason "stop", not "length"), so only those are repeated. The per-run seed is part of the cache
     key (it does not change a temperature-0 answer), so answers stored by earlier runs cannot hit."""
     prompts = short_prompts()
 
     def body(i: int) -> dict[str, Any]:
         # Past the 60 prompts, another seed keeps the request a distinct cache entry.
         msgs = [{"role": "user", "content": prompts[i % len(prompts)]}]
-        seed = run_seed + i // len(prompts)
-        return {"model": "small", "messages": msgs, "temperature": 0, "max_tokens": 32, "seed": seed}
+        sampling = {"temperature": 0, "max_tokens": args.cache_max_tokens, "seed": run_seed + i // len(prompts)}
+        return {"model": "small", "messages": msgs, **sampling}
 
-    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=64)) as client:
-        misses = await sequential(lambda i: chat(client, url, body(i)), args.requests, args.phase_budget)
-        stored = max(1, len(misses))
-        hits = await sequential(lambda i: chat(client, url, body(i % stored)), args.requests, args.phase_budget)
-        many, wall = await concurrent(
-            lambda i: chat(client, url, body(i % stored)), max(args.requests * 5, 200), args.concurrency, 60
-        )
-    real_misses = [s.latency for s in misses if s.cache == "miss"]
-    real_hits = [s.latency for s in hits if s.cache == "hit"]
+    budget, n, clients = args.phase_budget, args.requests, args.concurrency
+    async with _client() as client:
+        misses = await load(lambda i: chat(client, url, body(i)), n, 1, budget)
+        stored = [s.index for s in misses.samples if s.cache == "miss" and s.finish == "stop"] or [0]
+        if len(stored) < n // 2:
+            logger.warning("only %d/%d answers were complete (stored); raise --cache-max-tokens", len(stored), n)
+        hits = await load(lambda i: chat(client, url, body(stored[i % len(stored)])), n, 1, budget)
+        many = await load(lambda i: chat(client, url, body(stored[i % len(stored)])), n * 5, clients, 60)
+    miss = summary_ms([s.latency for s in misses.samples if s.cache == "miss"])
+    hit = summary_ms([s.latency for s in hits.samples if s.cache == "hit"])
     return {
-        "miss": summary_ms(real_misses),
-        "hit": summary_ms(real_hits),
-        "miss_headers": _count(s.cache for s in misses),
-        "hit_headers": _count(s.cache for s in hits),
-        "hit_throughput": {**throughput(many, wall, args.concurrency), "headers": _count(s.cache for s in many)},
-        "speedup_p50": ratio(summary_ms(real_misses).get("p50_ms"), summary_ms(real_hits).get("p50_ms")),
+        "max_tokens": args.cache_max_tokens,
+        "stored_answers": len(stored),
+        "miss": miss | {"errors": len(misses.errors), "cache_headers": misses.headers()},
+        "hit": hit | {"errors": len(hits.errors), "cache_headers": hits.headers()},
+        "hit_speedup_p50": ratio(miss.get("p50_ms"), hit.get("p50_ms")),
+        "hit_throughput": {"concurrency": clients, **throughput(many)},
     }
-
-
-def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value or "(none)"] = counts.get(value or "(none)", 0) + 1
-    return counts
 
 
 async def serving_phase(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -397,21 +429,17 @@ async def serving_phase(url: str, args: argparse.Namespace) -> dict[str, Any]:
         msgs = [{"role": "user", "content": LONG_PROMPTS[i % len(LONG_PROMPTS)]}]
         return {"model": "small", "messages": msgs, "temperature": 0.5, "max_tokens": max_tokens, "seed": i}
 
-    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=64)) as client:
-        for i in range(2):  # warm-up, not counted
-            await chat_stream(client, url, body(i, 8))
-        seq = await sequential(
-            lambda i: chat_stream(client, url, body(i, args.stream_max_tokens)), args.requests, args.phase_budget
+    async with _client() as client:
+        await load(lambda i: chat_stream(client, url, body(i, 8)), 2, 1, 120)  # warm-up, not counted
+        seq = await load(
+            lambda i: chat_stream(client, url, body(i, args.stream_max_tokens)), args.requests, 1, args.phase_budget
         )
-        many, wall = await concurrent(
-            lambda i: chat_stream(client, url, body(i, 64)), args.tput_requests, 8, args.phase_budget
-        )
+        many = await load(lambda i: chat_stream(client, url, body(i, 64)), args.tput_requests, 8, args.phase_budget)
     return {
-        "ttft": summary_ms([s.ttft for s in seq if s.ttft is not None]),
-        "end_to_end": summary_ms([s.latency for s in seq]),
-        "stream_max_tokens": args.stream_max_tokens,
-        "cache_headers": _count(s.cache for s in seq + many),
-        "throughput": throughput(many, wall, 8),
+        "ttft": summary_ms([s.ttft for s in seq.samples if s.ttft is not None]),
+        "end_to_end": summary_ms([s.latency for s in seq.samples]),
+        "sequential": {"max_tokens": args.stream_max_tokens, "errors": len(seq.errors), "cache_headers": seq.headers()},
+        "throughput": {"concurrency": 8, "max_tokens": 64, **throughput(many)},
     }
 
 
@@ -433,87 +461,77 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             "cpus": os.cpu_count(),
             "mem_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(),
-            "load_avg_at_start": os.getloadavg(),
         },
+        "load_avg_1m": {"start": os.getloadavg()[0]},  # at the end of each step: others' load skews figures
+        "others_cpu_cores": {},
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     cli = [sys.executable, "-m", "serving.cli"]
     todo = [
         t.prepared for t in config.tiers if t.prepared and not is_prepared(t.prepared, config.models_dir / t.prepared)
     ]
-    prep: dict[str, Any] = {"needed": bool(todo), "models": todo, "seconds": None}
+    result["prepare"] = {"needed": bool(todo), "models": todo, "seconds": None}
     if todo:
         started = time.perf_counter()
         subprocess.run([*cli, "models", "prepare", "--config", str(args.config)], check=True, timeout=3600)
-        prep["seconds"] = round(time.perf_counter() - started, 1)
-    result["prepare"] = prep
+        result["prepare"]["seconds"] = round(time.perf_counter() - started, 1)
     if args.evict:
         result["page_cache_evicted"] = evict_page_cache([config.models_dir, Path(sys.prefix) / "lib"])
 
-    base_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     live: list[Server] = []
-    orphans: list[str] = []
+    result["orphans_killed"] = orphans = []
+    start = result["start"] = {}
 
-    def start(name: str, cmd: list[str], env: dict[str, str], port: int) -> tuple[Server, float]:
+    def measure(name: str, server: Server, phase: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+        logger.info("measuring %s", name)
+        before, started = cpu_seconds(server), time.monotonic()
+        figures = asyncio.run(phase)
+        after, wall = cpu_seconds(server), time.monotonic() - started
+        result["load_avg_1m"][name] = round(os.getloadavg()[0], 2)
+        # CPU that processes outside the server and this benchmark used meanwhile, in cores.
+        result["others_cpu_cores"][name] = round(max(0.0, (after[0] - before[0] - after[1] + before[1]) / wall), 2)
+        return figures
+
+    def up(name: str, cmd: list[str], env: dict[str, str], port: int) -> Server:
         server = launch(name, cmd, env, port, args.log_dir)
         live.append(server)
-        seconds = wait_healthy(server, args.ready_timeout)
-        logger.info("%s healthy after %.1fs", name, seconds)
-        return server, seconds
+        start[name] = round(wait_healthy(server, args.ready_timeout), 1)
+        result["load_avg_1m"][name] = round(os.getloadavg()[0], 2)
+        logger.info("%s healthy after %.1fs", name, start[name])
+        return server
 
-    def finish(server: Server) -> None:
+    def down(server: Server) -> None:
         live.remove(server)
         orphans.extend(stop(server))
 
+    def stack(name: str) -> Server:
+        port = free_port()
+        return up(name, [*cli, "serve", "--config", str(args.config), "--port", str(port)], env, port)
+
     try:
-        port = free_port()
-        stack_cmd = [*cli, "serve", "--config", str(args.config), "--port", str(port)]
-        server, cold = start("tierserve-cold", stack_cmd, base_env, port)
-        finish(server)
-        port = free_port()
-        stack_cmd = [*cli, "serve", "--config", str(args.config), "--port", str(port)]
-        server, warm = start("tierserve-warm", stack_cmd, base_env, port)
+        down(stack("tierserve_cold_s"))
+        server = stack("tierserve_warm_s")
         time.sleep(args.settle)
-        result["start"] = {"cold_s": round(cold, 1), "warm_s": round(warm, 1)}
         result["memory_stack"] = measure_memory(server)
-        logger.info("cache phase")
-        result["cache"] = asyncio.run(cache_phase(server.url, args, random.randrange(1, 2**31)))
-        logger.info("tierserve streaming phase (cache bypassed)")
-        result["tierserve"] = asyncio.run(serving_phase(server.url, args))
-        finish(server)
+        result["cache"] = measure("cache", server, cache_phase(server.url, args, random.randrange(1, 2**31)))
+        result["tierserve"] = measure("tierserve", server, serving_phase(server.url, args))
+        down(server)
 
         port = free_port()
-        vllm_cmd = [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            config.model_path(small),
-            "--served-model-name",
-            "small",
-            "--dtype",
-            small.engine.dtype,
-            "--max-model-len",
-            str(small.engine.max_model_len),
-            "--seed",
-            str(small.engine.seed),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--disable-uvicorn-access-log",
-        ] + (["--enforce-eager"] if small.engine.enforce_eager else [])
-        server, vllm_start = start("vllm", vllm_cmd, {**base_env, **CPU_ENGINE_ENV}, port)
+        options = {"model": config.model_path(small), "served-model-name": "small", "dtype": small.engine.dtype}
+        options |= {"max-model-len": str(small.engine.max_model_len), "seed": str(small.engine.seed)}
+        options |= {"host": HOST, "port": str(port)}
+        vllm = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--disable-uvicorn-access-log"]
+        vllm += [*(["--enforce-eager"] if small.engine.enforce_eager else []), *_flags(options)]
+        server = up("vllm_server_s", vllm, {**env, **CPU_ENGINE_ENV}, port)
         time.sleep(args.settle)
-        result["start"]["vllm_server_s"] = round(vllm_start, 1)
         result["memory_vllm"] = measure_memory(server)
-        logger.info("vLLM streaming phase")
-        result["vllm"] = asyncio.run(serving_phase(server.url, args))
-        finish(server)
+        result["vllm"] = measure("vllm", server, serving_phase(server.url, args))
+        down(server)
     finally:
         for server in list(live):
             orphans.extend(stop(server))
-        result["orphans_killed"] = orphans
     ts, vl = result["tierserve"], result["vllm"]
     result["ratios_tierserve_over_vllm"] = {
         "ttft_p50": ratio(ts["ttft"].get("p50_ms"), vl["ttft"].get("p50_ms")),
@@ -522,7 +540,10 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         "output_tokens_per_s": ratio(ts["throughput"]["output_tokens_per_s"], vl["throughput"]["output_tokens_per_s"]),
         "requests_per_s": ratio(ts["throughput"]["requests_per_s"], vl["throughput"]["requests_per_s"]),
     }
-    result["machine"]["load_avg_at_end"] = os.getloadavg()
+
+
+def _flags(options: dict[str, str]) -> list[str]:
+    return [part for key, value in options.items() for part in (f"--{key}", value)]
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -532,104 +553,109 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(cell if isinstance(cell, str) else _fmt(cell) for cell in row))
+    return table
+
+
 def report(result: dict[str, Any], console: Console) -> None:
-    start = Table(title="Start-up (launch -> /health 200)")
-    for column in ("what", "seconds"):
-        start.add_column(column)
-    if result["prepare"]["needed"]:
-        start.add_row(f"models prepare ({', '.join(result['prepare']['models'])})", _fmt(result["prepare"]["seconds"]))
-    start.add_row("tierserve cold start", _fmt(result["start"]["cold_s"]))
-    start.add_row("tierserve warm start", _fmt(result["start"]["warm_s"]))
-    start.add_row("vLLM OpenAI server alone (small)", _fmt(result["start"]["vllm_server_s"]))
-    console.print(start)
+    start, prep = result["start"], result["prepare"]
+    rows: list[list[Any]] = (
+        [[f"models prepare ({', '.join(prep['models'])})", prep["seconds"]]] if prep["needed"] else []
+    )
+    rows += [
+        [
+            "tierserve cold start" + (" (page cache evicted)" if "page_cache_evicted" in result else ""),
+            start["tierserve_cold_s"],
+        ],
+        ["tierserve warm start", start["tierserve_warm_s"]],
+        ["vLLM OpenAI server alone (tier small's model)", start["vllm_server_s"]],
+    ]
+    console.print(_table("Start-up: launch -> GET /health 200", ["what", "seconds"], rows))
 
-    memory = Table(title=f"Memory once ready (GiB; summed {result['memory_stack']['measure'].upper()} is the total)")
-    for column in ("component", "processes", "PSS", "USS", "RSS"):
-        memory.add_column(column, justify="right" if column != "component" else "left")
+    keys = ("pss_gib", "uss_gib", "rss_gib")
+    rows = []
     for label, mem in (("tierserve", result["memory_stack"]), ("vLLM server", result["memory_vllm"])):
-        for name, row in mem["components"].items():
-            memory.add_row(
-                f"{label}: {name}",
-                str(int(row["processes"])),
-                *(_fmt(row[k]) for k in ("pss_gib", "uss_gib", "rss_gib")),
-            )
-        total = mem["total"]
-        memory.add_row(f"[bold]{label}: total[/bold]", "", *(_fmt(total[k]) for k in ("pss_gib", "uss_gib", "rss_gib")))
-    console.print(memory)
+        rows += [
+            [f"{label}: {name}", int(row["processes"]), *(row[k] for k in keys)]
+            for name, row in mem["components"].items()
+        ]
+        rows.append([f"[bold]{label}: total[/bold]", "", *(mem["total"][k] for k in keys)])
+    title = f"Memory once ready, GiB (the total is summed {result['memory_stack']['measure'].upper()})"
+    console.print(_table(title, ["component", "processes", "PSS", "USS", "RSS"], rows))
 
-    cache = result["cache"]
-    table = Table(title="Semantic cache through the gateway (non-streaming, temperature 0, max_tokens 32)")
-    for column in ("path", "n", "p50 ms", "p90 ms", "p99 ms", "mean ms"):
-        table.add_column(column, justify="right" if column != "path" else "left")
-    for name in ("miss", "hit"):
-        s = cache[name]
-        table.add_row(name, str(s.get("n")), *(_fmt(s.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")))
-    hit_tput = cache["hit_throughput"]
-    console.print(table)
+    cache, stats = result["cache"], ("n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "errors")
+    rows = [[name, *(cache[name].get(k) for k in stats)] for name in ("miss", "hit")]
+    title = (
+        f"Semantic cache through the gateway, sequential (non-streaming, temperature 0, max_tokens"
+        f" {cache['max_tokens']}; {cache['stored_answers']} answers stored and repeated)"
+    )
+    console.print(_table(title, ["path", "n", "p50 ms", "p90 ms", "p99 ms", "mean ms", "errors"], rows))
+    hits = cache["hit_throughput"]
     console.print(
-        f"hits under concurrency {hit_tput['concurrency']}: {_fmt(hit_tput['requests_per_s'])} req/s "
-        f"({hit_tput['requests']} requests, p50 {_fmt(hit_tput['latency'].get('p50_ms'))} ms, "
-        f"p99 {_fmt(hit_tput['latency'].get('p99_ms'))} ms); headers {hit_tput['headers']}"
+        f"cache hits at concurrency {hits['concurrency']}: {_fmt(hits['requests_per_s'])} req/s over {hits['requests']}"
+        f" requests (p50 {_fmt(hits['latency'].get('p50_ms'))} ms, p99 {_fmt(hits['latency'].get('p99_ms'))} ms,"
+        f" errors {hits['errors']}); headers seen: miss {cache['miss']['cache_headers']},"
+        f" hit {cache['hit']['cache_headers']}, concurrent {hits['cache_headers']}\n"
     )
 
-    ts, vl, ratios = result["tierserve"], result["vllm"], result["ratios_tierserve_over_vllm"]
-    vs = Table(title="Gateway (cache bypassed, tier pinned) vs vLLM OpenAI server, same model and prompts")
-    for column in ("metric", "tierserve", "vLLM", "tierserve/vLLM"):
-        vs.add_column(column, justify="right" if column != "metric" else "left")
-    rows = [
-        ("TTFT p50 ms", ts["ttft"].get("p50_ms"), vl["ttft"].get("p50_ms")),
-        ("TTFT p99 ms", ts["ttft"].get("p99_ms"), vl["ttft"].get("p99_ms")),
-        (
-            f"end-to-end p50 ms ({ts['stream_max_tokens']} tok)",
-            ts["end_to_end"].get("p50_ms"),
-            vl["end_to_end"].get("p50_ms"),
-        ),
-        ("end-to-end p99 ms", ts["end_to_end"].get("p99_ms"), vl["end_to_end"].get("p99_ms")),
-        ("output tok/s @8 (max 64)", ts["throughput"]["output_tokens_per_s"], vl["throughput"]["output_tokens_per_s"]),
-        ("requests/s @8", ts["throughput"]["requests_per_s"], vl["throughput"]["requests_per_s"]),
-        (
-            "mean tokens/request @8",
-            ts["throughput"]["mean_tokens_per_request"],
-            vl["throughput"]["mean_tokens_per_request"],
-        ),
+    ts, vl = result["tierserve"], result["vllm"]
+    metrics = [
+        ("TTFT p50 ms", "ttft", "p50_ms"),
+        ("TTFT p99 ms", "ttft", "p99_ms"),
+        (f"end-to-end p50 ms (max_tokens {ts['sequential']['max_tokens']})", "end_to_end", "p50_ms"),
+        ("end-to-end p99 ms", "end_to_end", "p99_ms"),
+        ("output tokens/s at 8 (max_tokens 64)", "throughput", "output_tokens_per_s"),
+        ("requests/s at 8", "throughput", "requests_per_s"),
+        ("mean output tokens/request at 8", "throughput", "mean_tokens_per_request"),
     ]
-    for name, a, b in rows:
-        vs.add_row(name, _fmt(a), _fmt(b), _fmt(ratio(a, b)))
-    console.print(vs)
+    rows = [
+        [name, ts[part].get(k), vl[part].get(k), ratio(ts[part].get(k), vl[part].get(k))] for name, part, k in metrics
+    ]
+    title = "Gateway (cache bypassed, tier pinned) vs vLLM's OpenAI server: same model, prompts, seeds; streaming"
+    console.print(_table(title, ["metric", "tierserve", "vLLM", "tierserve/vLLM"], rows))
 
-    mem = result["memory_stack"]["total"]
+    mem, r, machine = result["memory_stack"]["total"], result["ratios_tierserve_over_vllm"], result["machine"]
+    others = result["others_cpu_cores"]
+    busy = max(others.values(), default=0.0) > 0.2 * (machine["cpus"] or 1)
+    orphans = result["orphans_killed"]
     console.print(
-        "\nSummary: "
-        f"stack cold start {_fmt(result['start']['cold_s'])} s, warm {_fmt(result['start']['warm_s'])} s; "
-        f"memory {_fmt(mem['pss_gib'])} GiB PSS ({_fmt(mem['rss_gib'])} GiB RSS summed). "
-        f"Cache hit p50 {_fmt(cache['hit'].get('p50_ms'))} ms vs miss {_fmt(cache['miss'].get('p50_ms'))} ms "
-        f"(x{_fmt(cache['speedup_p50'])}). tierserve/vLLM: TTFT p50 x{_fmt(ratios['ttft_p50'])}, "
-        f"p99 x{_fmt(ratios['ttft_p99'])}, throughput x{_fmt(ratios['output_tokens_per_s'])} (tokens/s), "
-        f"x{_fmt(ratios['requests_per_s'])} (requests/s)."
-        + (f" Orphans killed: {result['orphans_killed']}" if result["orphans_killed"] else " No orphan processes.")
+        f"\nSummary: stack cold start {_fmt(start['tierserve_cold_s'])} s, warm {_fmt(start['tierserve_warm_s'])} s"
+        f" (vLLM alone {_fmt(start['vllm_server_s'])} s); memory {_fmt(mem['pss_gib'])} GiB PSS"
+        f" ({_fmt(mem['rss_gib'])} GiB RSS summed; vLLM alone"
+        f" {_fmt(result['memory_vllm']['total']['pss_gib'])} GiB PSS)."
+        f"\nCache: hit p50 {_fmt(cache['hit'].get('p50_ms'))} ms vs miss p50 {_fmt(cache['miss'].get('p50_ms'))} ms"
+        f" (x{_fmt(cache['hit_speedup_p50'])} faster); {_fmt(hits['requests_per_s'])} hits/s at {hits['concurrency']}."
+        f"\ntierserve/vLLM: TTFT p50 x{_fmt(r['ttft_p50'])}, TTFT p99 x{_fmt(r['ttft_p99'])},"
+        f" throughput x{_fmt(r['output_tokens_per_s'])} (tokens/s), x{_fmt(r['requests_per_s'])} (requests/s)."
+        f"\nCPU cores used by other work during each measurement (of {machine['cpus']}): {others}"
+        + (" -- the machine was busy: figures are noisy. " if busy else ". ")
+        + (f"Orphans killed: {orphans}" if orphans else "No process left behind.")
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=Path("configs/default.yaml"))
-    parser.add_argument("--out", type=Path, default=Path("docs/bench-latest.json"))
-    parser.add_argument("--requests", type=int, default=60, help="Sequential requests per measurement (>= 50).")
-    parser.add_argument("--concurrency", type=int, default=16, help="Clients for the cache-hit throughput.")
-    parser.add_argument("--tput-requests", type=int, default=48, help="Requests for each throughput run at 8.")
-    parser.add_argument("--stream-max-tokens", type=int, default=32, help="max_tokens of the sequential streams.")
-    parser.add_argument("--phase-budget", type=float, default=600.0, help="Seconds at most per measurement loop.")
-    parser.add_argument("--ready-timeout", type=float, default=900.0, help="Seconds a server may take to be ready.")
-    parser.add_argument("--settle", type=float, default=5.0, help="Seconds to wait after ready before measuring.")
-    parser.add_argument("--log-dir", type=Path, default=Path(".tierserve/bench-logs"))
-    parser.add_argument(
-        "--no-evict",
-        dest="evict",
-        action="store_false",
-        help="Keep the page cache: the first start is then not really cold.",
-    )
+    add = parser.add_argument
+    add("--config", type=Path, default=Path("configs/default.yaml"), help="Stack config YAML.")
+    add("--out", type=Path, default=Path("docs/bench-latest.json"), help="Where the JSON figures go.")
+    add("--requests", type=int, default=60, help="Sequential requests per latency measurement (>= 50 for p99).")
+    add("--concurrency", type=int, default=16, help="Concurrent clients for the cache-hit throughput.")
+    add("--tput-requests", type=int, default=48, help="Requests of each throughput run at concurrency 8.")
+    add("--cache-max-tokens", type=int, default=96, help="max_tokens of the cache requests (truncated: not stored).")
+    add("--stream-max-tokens", type=int, default=32, help="max_tokens of the sequential streaming requests.")
+    add("--phase-budget", type=float, default=600.0, help="Seconds at most per measurement loop.")
+    add("--ready-timeout", type=float, default=900.0, help="Seconds a server may take to become healthy.")
+    add("--settle", type=float, default=5.0, help="Seconds to wait after healthy before measuring.")
+    add("--log-dir", type=Path, default=Path(".tierserve/bench-logs"), help="Server logs.")
+    add("--no-evict", dest="evict", action="store_false", help="Keep the page cache (the first start is then warm).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # SIGTERM (make, CI) unwinds like Ctrl-C, so every server gets stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     result: dict[str, Any] = {}
@@ -642,7 +668,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         logger.info("wrote %s", args.out)
-    report(result, Console(width=140))
+    report(result, Console(width=150))
 
 
 if __name__ == "__main__":

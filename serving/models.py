@@ -140,7 +140,8 @@ def prepare_model(name: PreparedModel, dest: Path, *, progress: Progress | None 
         _convert(recipe, gguf_file, out, report)
         shutil.rmtree(work / "source", ignore_errors=True)
         _write_marker(name, recipe, out, time.monotonic() - started)
-        _swap_into_place(out, dest)
+        if force or not is_prepared(name, dest):  # a concurrent run may have finished first: keep its folder
+            _swap_into_place(out, dest)
     except ModelPrepError:
         raise
     except Exception as error:  # conversion errors come from deep inside transformers; name the model
@@ -207,7 +208,7 @@ def _convert(recipe: Recipe, gguf_file: Path, out: Path, report: Progress) -> No
         tokenizer.chat_template = recipe.chat_template
     # The converted Gemma tokenizer forgets add_bos_token; the setter also rebuilds the post-processor.
     tokenizer.add_bos_token = recipe.add_bos  # type: ignore[misc]  # a property with a setter
-    stop_ids = [_token_id(tokenizer, token) for token in recipe.stop_tokens]
+    stop_ids = [_token_id(tokenizer, token) for token in recipe.stop_tokens] or [tokenizer.eos_token_id]
     fresh.config.eos_token_id = stop_ids if len(stop_ids) > 1 else stop_ids[0]
     fresh.config.bos_token_id = tokenizer.bos_token_id
     fresh.config.pad_token_id = tokenizer.pad_token_id
