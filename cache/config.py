@@ -48,6 +48,12 @@ class CacheConfig(BaseModel):
     store_truncated: bool = Field(
         default=False, description="Also store answers that stopped at max_tokens (finish_reason=length)."
     )
+    max_entries_per_tenant: int = Field(
+        default=100_000, ge=1, description="Beyond this, a tenant's least recently used entries are evicted."
+    )
+    sweep_interval_s: float = Field(
+        default=30.0, gt=0, description="How often replicas announce TTL-expired entries so indexes drop them."
+    )
     index_capacity: int = Field(
         default=10_000, ge=16, description="Initial HNSW capacity per tenant; grows by doubling."
     )

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -185,7 +186,7 @@ _RAY_LIKE = re.compile(r"ray|ServeReplica|redis-server|gcs_server|raylet")
 
 def _own_component(proc: psutil.Process, root_pid: int) -> str | None:
     if proc.pid == root_pid:
-        return "driver (cli / api server)"
+        return "launched process (+ unnamed helpers)"
     cmd = " ".join(proc.cmdline())
     if "redis-server" in cmd or proc.name() == "redis-server":
         return "redis-server"
@@ -524,7 +525,12 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         options |= {"host": HOST, "port": str(port)}
         vllm = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--disable-uvicorn-access-log"]
         vllm += [*(["--enforce-eager"] if small.engine.enforce_eager else []), *_flags(options)]
-        server = up("vllm_server_s", vllm, {**env, **CPU_ENGINE_ENV}, port)
+        # The same engine environment as the tier's replica, where Ray sets OMP_NUM_THREADS to the replica's
+        # whole CPUs: left at vLLM's default, torch's thread team collapses when another process takes a core.
+        threads = os.environ.get("OMP_NUM_THREADS", str(max(1, math.floor(small.deployment.num_cpus))))
+        vllm_env = {**env, **CPU_ENGINE_ENV, "OMP_NUM_THREADS": threads, **small.deployment.env}
+        result["vllm_server"] = {"command": vllm, "omp_num_threads": vllm_env["OMP_NUM_THREADS"]}
+        server = up("vllm_server_s", vllm, vllm_env, port)
         time.sleep(args.settle)
         result["memory_vllm"] = measure_memory(server)
         result["vllm"] = measure("vllm", server, serving_phase(server.url, args))
@@ -616,7 +622,10 @@ def report(result: dict[str, Any], console: Console) -> None:
     rows = [
         [name, ts[part].get(k), vl[part].get(k), ratio(ts[part].get(k), vl[part].get(k))] for name, part, k in metrics
     ]
-    title = "Gateway (cache bypassed, tier pinned) vs vLLM's OpenAI server: same model, prompts, seeds; streaming"
+    title = (
+        "Gateway (cache bypassed, tier pinned) vs vLLM's OpenAI server: same model, prompts, seeds, engine env"
+        f" (OMP_NUM_THREADS={result['vllm_server']['omp_num_threads']}); streaming"
+    )
     console.print(_table(title, ["metric", "tierserve", "vLLM", "tierserve/vLLM"], rows))
 
     mem, r, machine = result["memory_stack"]["total"], result["ratios_tierserve_over_vllm"], result["machine"]

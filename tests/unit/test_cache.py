@@ -452,7 +452,7 @@ async def test_store_raises_cache_unavailable_only_inside_the_package(redis_url:
         with pytest.raises(CacheUnavailable):
             await store.get_many("alpha", ["x"])
         with pytest.raises(CacheUnavailable):
-            async for _ in store.scan_all():
+            async for _ in store.entries("alpha"):
                 pass
     finally:
         await store.close()
