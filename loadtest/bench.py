@@ -158,11 +158,15 @@ def stop(server: Server, timeout_s: float = 120.0) -> list[str]:
             server.popen.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             logger.warning("%s ignored SIGINT for %.0fs; killing its process group", server.name, timeout_s)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(server.popen.pid, sig)
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # whatever is left in its process group
         with suppress(subprocess.TimeoutExpired):
             server.popen.wait(timeout=10)
+        try:
+            os.killpg(server.popen.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            break
+        os.killpg(server.popen.pid, sig)
+        time.sleep(2)
     orphans: list[str] = []
     deadline = time.monotonic() + 15
     for pid, created in server.seen.items():

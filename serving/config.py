@@ -81,6 +81,14 @@ class TierConfig(_Strict):
     prepared: PreparedModel | None = Field(
         default=None, description="Embedded model built by `tierserve models prepare` into models_dir."
     )
+    version: str = Field(
+        default="1",
+        min_length=1,
+        description="Bump when the model changes: cached answers of older versions stop matching.",
+    )
+    stop: list[str] = Field(
+        default_factory=list, description="Stop strings added to every request (e.g. a base model's turn marker)."
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="vLLM engine arguments.")
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig, description="Ray Serve options.")
     price_per_1k_prompt_tokens: float = Field(default=0.0, ge=0, description="Cost accounting, USD.")

@@ -76,7 +76,8 @@ class ModelServer:
                 max_tokens=sampling.get("max_tokens"),
                 temperature=float(sampling.get("temperature", 1.0)),
                 top_p=float(sampling.get("top_p", 1.0)),
-                stop=tuple(sampling.get("stop") or ()),
+                # The tier's own stop strings (e.g. a base model's turn marker) come after the client's.
+                stop=tuple(dict.fromkeys([*(sampling.get("stop") or ()), *self._tier.stop])),
                 seed=sampling.get("seed"),
                 presence_penalty=float(sampling.get("presence_penalty", 0.0)),
                 frequency_penalty=float(sampling.get("frequency_penalty", 0.0)),
@@ -201,6 +202,7 @@ class Gateway:
                 raise ValueError("cache is enabled but no Redis was given")
             embedder = await asyncio.to_thread(SentenceTransformerEmbedder, None, stack.cache.embedder_device)
             cache = SemanticCache(stack.cache, embedder, CacheStore(stack.cache.redis, redis_url))
+            cache.start()  # follow the other replicas' inserts and deletes
         router = Router(
             HeuristicScorer(stack.router.weights),
             ThresholdPolicy([t.name for t in stack.tiers], stack.router.thresholds),

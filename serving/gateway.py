@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from cache import CachedAnswer, Outcome, SemanticCache, namespace_key
@@ -86,7 +87,20 @@ class _LiveCall:
     def cache_label(self) -> str:
         return "miss" if self.store is not None else "bypass"
 
+    flight: asyncio.Future[CachedAnswer | None] | None = None  # followers waiting for this answer
+    on_close: Callable[[], object] | None = None
+
+    def land(self, answer: CachedAnswer) -> None:
+        if self.flight is not None and not self.flight.done():
+            self.flight.set_result(answer)
+
     async def close(self) -> None:
+        # Followers of a failed or abandoned generation stop waiting and generate themselves.
+        if self.flight is not None and not self.flight.done():
+            self.flight.set_result(None)
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
         # Closing the tier's stream cancels the generation on the replica (vLLM aborts it).
         close = getattr(self.events, "aclose", None)
         if close is not None:
@@ -157,6 +171,11 @@ class GatewayService:
         self._created = int(time.time())
         self._health: tuple[float, bool, dict[str, Any]] | None = None
         self._health_lock = asyncio.Lock()
+        # Identical misses in flight: (tenant, namespace, query) -> the leader's answer.
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[CachedAnswer | None]] = {}
+        tier_versions = ",".join(f"{t.name}@{t.version}" for t in config.tiers)
+        self._model_versions = {t.name: t.version for t in config.tiers}
+        self._model_versions[AUTO_MODEL] = f"{tier_versions};router={config.router.model_dump_json()}"
 
     @property
     def metrics(self) -> GatewayMetrics:
@@ -192,11 +211,14 @@ class GatewayService:
         acct = _Accounting()
         headers = {"x-request-id": job.request_id}
         outcome, namespace, vector = Outcome.BYPASS, None, None
+        flight_key: tuple[str, str, str] | None = None
+        flight: asyncio.Future[CachedAnswer | None] | None = None
         cache = self._cache
         if cache is not None and job.temperature <= cache.config.max_temperature and cache.available():
             namespace = namespace_key(
                 tenant=job.tenant,
                 model_alias=job.model,
+                model_version=self._model_versions[job.model],
                 endpoint=job.endpoint,
                 context=job.context,
                 params={k: v for k, v in job.payload["sampling"].items()},
@@ -204,12 +226,23 @@ class GatewayService:
             with self._timed("embed"):
                 vector = await asyncio.to_thread(cache.embed, job.query)
             with self._timed("cache_lookup"):
-                lookup = await cache.lookup(job.tenant, namespace, vector)
+                lookup = await cache.lookup(job.tenant, namespace, vector, job.query)
             outcome = lookup.outcome
             if lookup.answer is not None:
                 headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": lookup.answer.tier}
                 headers["x-tierserve-similarity"] = f"{lookup.similarity:.4f}"
                 return self._replay(job, lookup.answer, headers, acct)
+            if outcome is Outcome.MISS:
+                flight_key = (job.tenant, namespace, job.query)
+                leader = self._inflight.get(flight_key)
+                if leader is not None:
+                    # The same question is being generated right now: wait for that answer (single-flight).
+                    answer = await self._follow_leader(leader)
+                    if answer is not None:
+                        headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": answer.tier}
+                        return self._replay(job, answer, headers, acct)
+                else:
+                    flight = self._inflight[flight_key] = asyncio.get_running_loop().create_future()
         headers["x-tierserve-cache"] = outcome.value
 
         if job.model == AUTO_MODEL:
@@ -237,6 +270,8 @@ class GatewayService:
             store=store,
             acct=acct,
             deadline=asyncio.get_running_loop().time() + self._config.gateway.request_timeout_s,
+            flight=flight,
+            on_close=partial(self._inflight.pop, flight_key, None) if flight_key and flight else None,
         )
         try:
             # Wait for the tier to accept the request before any header leaves: a rejection (context
@@ -308,6 +343,14 @@ class GatewayService:
 
         return Reply(headers, stream=replay())
 
+    async def _follow_leader(self, leader: asyncio.Future[CachedAnswer | None]) -> CachedAnswer | None:
+        try:
+            # shield: a follower that gives up must not cancel the leader's future for the others.
+            async with asyncio.timeout(self._config.gateway.request_timeout_s):
+                return await asyncio.shield(leader)
+        except TimeoutError:
+            return None
+
     async def _next_event(self, call: _LiveCall) -> dict[str, Any]:
         """The tier's next event; every way a tier can fail becomes a ServingError."""
         try:
@@ -345,6 +388,7 @@ class GatewayService:
             if event["event"] == "delta":
                 pieces.append(event["text"])
         answer = self._answer(call, pieces, event)
+        call.land(answer)
         await self._store(call.job, answer, call.store)
         self._finish(call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens)
         return formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
@@ -364,6 +408,7 @@ class GatewayService:
             ):
                 yield chunk
             # Only now, with the whole answer delivered, is it worth keeping.
+            call.land(answer)
             await self._store(call.job, answer, call.store)
             self._finish(
                 call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens
@@ -381,7 +426,15 @@ class GatewayService:
             return
         namespace, vector = store
         with self._timed("cache_store"):
-            await self._cache.store(job.tenant, namespace, job.query, vector, answer)
+            await self._cache.store(
+                job.tenant,
+                namespace,
+                job.query,
+                vector,
+                answer,
+                model=job.model,
+                model_version=self._model_versions[job.model],
+            )
 
     def _finish(
         self,

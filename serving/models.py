@@ -31,26 +31,25 @@ MARKER = ".tierserve-prepared.json"
 
 Progress = Callable[[str, float], None]
 
-# Gemma 3 270M ships as a base model without a chat template. This one follows Gemma's turn format. It emits
-# `<bos>` itself because vLLM tokenizes rendered chat prompts with add_special_tokens=False, while plain
-# completions get their `<bos>` from the tokenizer. Gemma has no system role: the system prompt goes at the
-# start of the first user turn, as Google's own template does.
+# Gemma 3 270M ships as a base model without a chat template. Measured: in Gemma's own turn format the base
+# model never emits <end_of_turn> (logprob -12 after an answer), so chat runs to max_tokens; in a plain
+# "User:/Assistant:" transcript it answers and then starts the next "User:" line. So this template writes
+# such a transcript, and the tier config adds the stop string "\nUser:" (a model folder cannot carry stop
+# strings for vLLM). It emits `<bos>` itself because vLLM tokenizes rendered chat prompts with
+# add_special_tokens=False, while plain completions get their `<bos>` from the tokenizer.
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}"
-    "{%- if messages and messages[0]['role'] == 'system' -%}"
-    "{%- set system = messages[0]['content'] | trim -%}{%- set turns = messages[1:] -%}"
-    "{%- else -%}{%- set system = '' -%}{%- set turns = messages -%}{%- endif -%}"
-    "{%- if system and (not turns or turns[0]['role'] != 'user') -%}"
-    "{{ '<start_of_turn>user\n' + system + '<end_of_turn>\n' }}{%- set system = '' -%}"
+    "{%- for message in messages -%}"
+    "{%- set content = (message['content'] or '') | trim -%}"
+    "{%- if message['role'] in ['system', 'developer'] -%}{{ content + '\n\n' }}"
+    "{%- elif message['role'] == 'assistant' -%}{{ 'Assistant: ' + content + '\n' }}"
+    "{%- else -%}{{ 'User: ' + content + '\n' }}"
     "{%- endif -%}"
-    "{%- for message in turns -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}"
-    "{{ '<start_of_turn>' + role + '\n' }}"
-    "{%- if loop.first and system -%}{{ system + '\n\n' }}{%- endif -%}"
-    "{{ (message['content'] or '') | trim }}{{ '<end_of_turn>\n' }}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
 )
+# What the tier config must add to every request of a model prepared with GEMMA_CHAT_TEMPLATE.
+GEMMA_STOP = ("\nUser:",)
 
 
 class ModelPrepError(Exception):
@@ -91,6 +90,7 @@ RECIPES: dict[str, Recipe] = {
         license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
         description="Gemma 3 270M base model, GGUF Q4_K_M dequantised to bf16; chat template by tierserve.",
         chat_template=GEMMA_CHAT_TEMPLATE,
+        version=2,  # 2: User/Assistant transcript template (1: Gemma turn format, never stopped)
         add_bos=True,
         stop_tokens=("<eos>", "<end_of_turn>"),
     ),
