@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +22,9 @@ app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + 
 models_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
 config_app = typer.Typer(help="Validate configuration files.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+cache_app = typer.Typer(help="Operate the semantic cache of a running stack (admin API).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(cache_app, name="cache")
 
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Stack config YAML.")]
@@ -93,6 +97,59 @@ def config_reference() -> None:
     from serving.config import reference_markdown
 
     typer.echo(reference_markdown())
+
+
+UrlOption = Annotated[str, typer.Option("--url", help="The running stack.")]
+AdminKeyOption = Annotated[str, typer.Option("--admin-key", envvar="TIERSERVE_ADMIN_KEY", help="gateway.admin_key.")]
+TenantOption = Annotated[str | None, typer.Option("--tenant", help="One tenant (default: all).")]
+
+
+def _admin(
+    method: str, url: str, key: str, path: str, *, json_body: object = None, params: dict[str, str] | None = None
+) -> httpx.Response:
+    try:
+        response = httpx.request(
+            method,
+            f"{url.rstrip('/')}{path}",
+            headers={"Authorization": f"Bearer {key}"},
+            json=json_body,
+            params=params,
+            timeout=120,
+        )
+    except httpx.HTTPError as error:
+        console.print(f"[red]cannot reach {url}: {error}[/red]")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        console.print(f"[red]{response.status_code}: {response.text[:500]}[/red]")
+        raise typer.Exit(1)
+    return response
+
+
+@cache_app.command("stats")
+def cache_stats(url: UrlOption = "http://127.0.0.1:8000", admin_key: AdminKeyOption = "") -> None:
+    """Entries per tenant in Redis and in this gateway replica's index, hit/miss counters."""
+    typer.echo(json.dumps(_admin("GET", url, admin_key, "/admin/cache/stats").json(), indent=2))
+
+
+@cache_app.command("invalidate")
+def cache_invalidate(
+    url: UrlOption = "http://127.0.0.1:8000",
+    admin_key: AdminKeyOption = "",
+    tenant: TenantOption = None,
+    model: Annotated[str | None, typer.Option(help="Only answers made for this model alias.")] = None,
+) -> None:
+    """Delete cached answers: one tenant's, one model's, or everything."""
+    body = {"tenant": tenant, "model": model}
+    typer.echo(json.dumps(_admin("POST", url, admin_key, "/admin/cache/invalidate", json_body=body).json()))
+
+
+@cache_app.command("export")
+def cache_export(
+    url: UrlOption = "http://127.0.0.1:8000", admin_key: AdminKeyOption = "", tenant: TenantOption = None
+) -> None:
+    """Every cached answer as JSON lines (question, answer, model, version, tenant, time)."""
+    params = {"tenant": tenant} if tenant else {}
+    sys.stdout.write(_admin("GET", url, admin_key, "/admin/cache/export", params=params).text)
 
 
 def _wait_healthy(url: str, timeout_s: float) -> None:

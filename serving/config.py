@@ -102,6 +102,11 @@ class GatewayConfig(_Strict):
         default_factory=dict, description="Bearer API key -> tenant id. Empty: open, one default tenant."
     )
     default_tenant: str = Field(default="default", min_length=1, description="Tenant when no keys are set.")
+    admin_key: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Bearer key of the /admin API (cache stats, invalidate, export). Unset: disabled.",
+    )
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Larger bodies get 413.")
     health_cache_s: float = Field(default=5.0, ge=0, description="How long a health probe result is reused.")
     health_timeout_s: float = Field(default=30.0, gt=0, description="A tier probe slower than this fails.")

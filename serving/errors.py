@@ -50,6 +50,12 @@ class AuthenticationFailed(ServingError):
     code = "invalid_api_key"
 
 
+class Forbidden(ServingError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class NotFound(ServingError):
     status = 404
     type = "invalid_request_error"
@@ -89,6 +95,7 @@ class EngineFailure(ServingError):
 _BY_STATUS: dict[int, type[ServingError]] = {
     400: InvalidRequest,
     401: AuthenticationFailed,
+    403: Forbidden,
     404: NotFound,
     413: PayloadTooLarge,
     422: UnprocessableRequest,

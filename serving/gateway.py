@@ -7,6 +7,7 @@ and over fakes in unit tests. Only plain data (dicts) crosses to a tier.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -19,6 +20,7 @@ from router import RouteInput, Router
 from serving.config import AUTO_MODEL, StackConfig
 from serving.errors import (
     AuthenticationFailed,
+    Forbidden,
     GatewayTimeout,
     NotFound,
     ServingError,
@@ -184,6 +186,18 @@ class GatewayService:
     @property
     def config(self) -> StackConfig:
         return self._config
+
+    @property
+    def cache(self) -> SemanticCache | None:
+        return self._cache
+
+    def authenticate_admin(self, authorization: str | None) -> None:
+        admin_key = self._config.gateway.admin_key
+        if admin_key is None:
+            raise Forbidden("The admin API is disabled: set gateway.admin_key to enable it.")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
+            raise AuthenticationFailed("Incorrect or missing admin key.")
 
     def authenticate(self, authorization: str | None) -> str:
         keys = self._config.gateway.api_keys

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -13,9 +14,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cache import SemanticCache
 from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
 from serving.gateway import GatewayService, Reply, job_from_chat, job_from_completion
-from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse
+from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse, InvalidateRequest
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,34 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     async def models(request: Request) -> dict[str, Any]:
         service.authenticate(request.headers.get("authorization"))
         return service.models().model_dump(mode="json")
+
+    @app.get("/admin/cache/stats")
+    async def cache_stats(request: Request) -> dict[str, Any]:
+        cache = _admin_cache(request)
+        return await cache.stats()
+
+    @app.post("/admin/cache/invalidate")
+    async def cache_invalidate(request: Request) -> dict[str, Any]:
+        cache = _admin_cache(request)
+        body = await _parse(request, InvalidateRequest, max_bytes) if await request.body() else InvalidateRequest()
+        removed = await cache.invalidate(tenant=body.tenant, model=body.model)
+        return {"removed": removed, "tenant": body.tenant, "model": body.model}
+
+    @app.get("/admin/cache/export")
+    async def cache_export(request: Request, tenant: str | None = None) -> StreamingResponse:
+        cache = _admin_cache(request)
+
+        async def lines() -> AsyncIterator[str]:
+            async for entry in cache.export(tenant):
+                yield entry.model_dump_json(exclude={"vector_b64"}) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    def _admin_cache(request: Request) -> SemanticCache:
+        service.authenticate_admin(request.headers.get("authorization"))
+        if service.cache is None:
+            raise InvalidRequest("The cache is disabled in this stack's config.", code="cache_disabled")
+        return service.cache
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -192,6 +192,14 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class InvalidateRequest(_Request):
+    """Body of POST /admin/cache/invalidate: no fields = everything."""
+
+    model_config = ConfigDict(extra="forbid")
+    tenant: str | None = None
+    model: str | None = None
+
+
 class ErrorBody(BaseModel):
     message: str
     type: str

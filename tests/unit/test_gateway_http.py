@@ -888,3 +888,80 @@ async def test_openai_client_errors(make_stack: StackFactory) -> None:
         await stranger.models.list()
     assert denied.value.code == "invalid_api_key"
     await stranger.close()
+
+
+# ------------------------------------------------------------------------------ single-flight, admin
+
+
+async def test_identical_concurrent_misses_generate_once(make_stack: StackFactory) -> None:
+    small = FakeTier(["Paris", "."], hold_after=1)
+    stack = await make_stack(small=small)
+    leader = asyncio.create_task(stack.chat())
+    await asyncio.wait_for(small.holding.wait(), 5)
+    followers = [asyncio.create_task(stack.chat()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    small.release()
+    responses = [await leader, *[await f for f in followers]]
+    assert small.calls == 1
+    assert [r.headers["x-tierserve-cache"] for r in responses] == ["miss", "hit", "hit", "hit"]
+    texts = {r.json()["choices"][0]["message"]["content"] for r in responses}
+    assert texts == {"Paris."}
+
+
+async def test_followers_generate_themselves_when_the_leader_fails(make_stack: StackFactory) -> None:
+    died = {"event": "error", "status": 503, "code": "engine_dead", "message": "engine died"}
+    small = FakeTier(["Paris", ".", "!"], hold_after=1, error=died, error_after=2)  # holds, then dies
+    stack = await make_stack(small=small, raise_app_exceptions=False)
+    leader = asyncio.create_task(stack.chat())
+    await asyncio.wait_for(small.holding.wait(), 5)
+    follower = asyncio.create_task(stack.chat())
+    await asyncio.sleep(0.05)
+    small.release()
+    assert (await leader).status_code == 503
+    assert (await follower).status_code == 503  # it tried on its own: same broken tier
+    assert small.calls == 2
+
+
+async def test_admin_api_needs_its_key(make_stack: StackFactory) -> None:
+    disabled = await make_stack()
+    assert_openai_error(await disabled.client.get("/admin/cache/stats", headers=ALPHA), 403, "forbidden")
+    stack = await make_stack(gateway={"admin_key": "admin-key-0123456789"})
+    assert_openai_error(await stack.client.get("/admin/cache/stats", headers=ALPHA), 401, "invalid_api_key")
+
+
+async def test_admin_stats_invalidate_export(make_stack: StackFactory) -> None:
+    stack = await make_stack(gateway={"admin_key": "admin-key-0123456789"})
+    admin = {"authorization": "Bearer admin-key-0123456789"}
+    await stack.chat(headers=ALPHA)
+    await stack.chat(headers=BETA)
+    stats = (await stack.client.get("/admin/cache/stats", headers=admin)).json()
+    assert stats["tenants"]["alpha"]["stored"] == 1 and stats["tenants"]["beta"]["stored"] == 1
+    export = await stack.client.get("/admin/cache/export", params={"tenant": "alpha"}, headers=admin)
+    lines = [json.loads(line) for line in export.text.splitlines()]
+    assert [(e["tenant"], e["query"], e["model"]) for e in lines] == [("alpha", QUESTION, "small")]
+    assert "vector_b64" not in lines[0]
+    removed = await stack.client.post("/admin/cache/invalidate", json={"tenant": "alpha"}, headers=admin)
+    assert removed.json()["removed"] == 1
+    assert (await stack.chat(headers=ALPHA)).headers["x-tierserve-cache"] == "miss"
+    assert (await stack.chat(headers=BETA)).headers["x-tierserve-cache"] == "hit"
+    bad = await stack.client.post("/admin/cache/invalidate", json={"tenant": 3}, headers=admin)
+    assert_openai_error(bad, 422, "invalid_value")
+
+
+async def test_a_tier_version_bump_invalidates_its_answers(make_stack: StackFactory, redis_url: str) -> None:
+    first = await make_stack()
+    await first.chat()
+    assert (await first.chat()).headers["x-tierserve-cache"] == "hit"
+    config = first.service.config
+    tiers = [t.model_copy(update={"version": "2"}) if t.name == "small" else t for t in config.tiers]
+    upgraded = GatewayService(
+        config.model_copy(update={"tiers": tiers}),
+        {"small": first.small, "large": first.large},
+        first.cache,
+        Router(HeuristicScorer(config.router.weights), ThresholdPolicy(["small", "large"], [0.5])),
+        GatewayMetrics(),
+    )
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_http_app(upgraded)), base_url="http://t")
+    response = await client.post("/v1/chat/completions", json=chat_body(), headers=ALPHA)
+    await client.aclose()
+    assert response.headers["x-tierserve-cache"] == "miss"
