@@ -60,5 +60,9 @@ class CacheConfig(BaseModel):
     hnsw_m: int = Field(default=16, ge=4, le=64, description="HNSW graph degree (M).")
     hnsw_ef_construction: int = Field(default=200, ge=16, description="HNSW build-time beam width.")
     hnsw_ef_search: int = Field(default=64, ge=8, description="HNSW query-time beam width.")
+    embed_batch_size: int = Field(default=64, ge=1, description="Most queries embedded in one batched call.")
+    embed_max_wait_ms: float = Field(
+        default=0.0, ge=0, description="How long a lone query waits for others to batch with (0: never waits)."
+    )
     embedder_device: str = Field(default="cpu", description="torch device for the sentence embedder.")
     redis: RedisConfig = Field(default_factory=RedisConfig, description="The shared store.")

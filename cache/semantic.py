@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from cache.batching import EmbeddingBatcher
 from cache.config import CacheConfig
 from cache.embedder import Embedder, Vector
 from cache.errors import CacheUnavailable
@@ -58,6 +59,9 @@ class SemanticCache:
         self._embedder = embedder
         self._store = store
         self._verifier = verifier
+        self._batcher = EmbeddingBatcher(
+            embedder, max_batch=config.embed_batch_size, max_wait_s=config.embed_max_wait_ms / 1000
+        )
         self._indexes: dict[str, VectorIndex] = {}
         self._down_until = 0.0
         # Indexes must be (re)built from Redis at start and after every outage: entries written
@@ -73,8 +77,13 @@ class SemanticCache:
         return self._config
 
     def embed(self, text: str) -> Vector:
+        """Embed on the calling thread (tools, tests); the serving path uses embed_async."""
         vector: Vector = self._embedder.embed([text])[0]
         return vector
+
+    async def embed_async(self, text: str) -> Vector:
+        """Embed off the event loop, batched with whatever other requests are embedding right now."""
+        return await self._batcher.embed(text)
 
     def available(self) -> bool:
         return time.monotonic() >= self._down_until

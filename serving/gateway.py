@@ -238,7 +238,7 @@ class GatewayService:
                 params={k: v for k, v in job.payload["sampling"].items()},
             )
             with self._timed("embed"):
-                vector = await asyncio.to_thread(cache.embed, job.query)
+                vector = await cache.embed_async(job.query)
             with self._timed("cache_lookup"):
                 lookup = await cache.lookup(job.tenant, namespace, vector, job.query)
             outcome = lookup.outcome
