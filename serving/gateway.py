@@ -75,6 +75,19 @@ class _Accounting:
 
 
 @dataclass
+class _CacheVisit:
+    """What the cache said about one request."""
+
+    outcome: Outcome
+    namespace: str | None = None
+    vector: Any = None
+    answer: CachedAnswer | None = None  # a hit, or the answer of the identical generation we waited for
+    similarity: float | None = None
+    flight_key: tuple[str, str, str] | None = None
+    flight: asyncio.Future[CachedAnswer | None] | None = None  # set when this request leads the generation
+
+
+@dataclass
 class _LiveCall:
     """One generation in flight on a tier."""
 
@@ -224,39 +237,13 @@ class GatewayService:
             )
         acct = _Accounting()
         headers = {"x-request-id": job.request_id}
-        outcome, namespace, vector = Outcome.BYPASS, None, None
-        flight_key: tuple[str, str, str] | None = None
-        flight: asyncio.Future[CachedAnswer | None] | None = None
-        cache = self._cache
-        if cache is not None and job.temperature <= cache.config.max_temperature and cache.available():
-            namespace = namespace_key(
-                tenant=job.tenant,
-                model_alias=job.model,
-                model_version=self._model_versions[job.model],
-                endpoint=job.endpoint,
-                context=job.context,
-                params={k: v for k, v in job.payload["sampling"].items()},
-            )
-            with self._timed("embed"):
-                vector = await cache.embed_async(job.query)
-            with self._timed("cache_lookup"):
-                lookup = await cache.lookup(job.tenant, namespace, vector, job.query)
-            outcome = lookup.outcome
-            if lookup.answer is not None:
-                headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": lookup.answer.tier}
-                headers["x-tierserve-similarity"] = f"{lookup.similarity:.4f}"
-                return self._replay(job, lookup.answer, headers, acct)
-            if outcome is Outcome.MISS:
-                flight_key = (job.tenant, namespace, job.query)
-                leader = self._inflight.get(flight_key)
-                if leader is not None:
-                    # The same question is being generated right now: wait for that answer (single-flight).
-                    answer = await self._follow_leader(leader)
-                    if answer is not None:
-                        headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": answer.tier}
-                        return self._replay(job, answer, headers, acct)
-                else:
-                    flight = self._inflight[flight_key] = asyncio.get_running_loop().create_future()
+        visit = await self._consult_cache(job)
+        if visit.answer is not None:
+            headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": visit.answer.tier}
+            if visit.similarity is not None:
+                headers["x-tierserve-similarity"] = f"{visit.similarity:.4f}"
+            return self._replay(job, visit.answer, headers, acct)
+        outcome, namespace, vector = visit.outcome, visit.namespace, visit.vector
         headers["x-tierserve-cache"] = outcome.value
 
         if job.model == AUTO_MODEL:
@@ -284,8 +271,8 @@ class GatewayService:
             store=store,
             acct=acct,
             deadline=asyncio.get_running_loop().time() + self._config.gateway.request_timeout_s,
-            flight=flight,
-            on_close=partial(self._inflight.pop, flight_key, None) if flight_key and flight else None,
+            flight=visit.flight,
+            on_close=partial(self._inflight.pop, visit.flight_key, None) if visit.flight is not None else None,
         )
         try:
             # Wait for the tier to accept the request before any header leaves: a rejection (context
@@ -307,6 +294,35 @@ class GatewayService:
             raise
         finally:
             await call.close()
+
+    async def _consult_cache(self, job: Job) -> _CacheVisit:
+        """Look the request up; on a miss, either join the identical generation in flight or lead one."""
+        cache = self._cache
+        if cache is None or job.temperature > cache.config.max_temperature or not cache.available():
+            return _CacheVisit(Outcome.BYPASS)
+        namespace = namespace_key(
+            tenant=job.tenant,
+            model_alias=job.model,
+            model_version=self._model_versions[job.model],
+            endpoint=job.endpoint,
+            context=job.context,
+            params=job.payload["sampling"],
+        )
+        with self._timed("embed"):
+            vector = await cache.embed_async(job.query)
+        with self._timed("cache_lookup"):
+            lookup = await cache.lookup(job.tenant, namespace, vector, job.query)
+        visit = _CacheVisit(lookup.outcome, namespace, vector, lookup.answer, lookup.similarity)
+        if lookup.outcome is not Outcome.MISS:
+            return visit
+        visit.flight_key = (job.tenant, namespace, job.query)
+        leader = self._inflight.get(visit.flight_key)
+        if leader is None:
+            visit.flight = self._inflight[visit.flight_key] = asyncio.get_running_loop().create_future()
+            return visit
+        # The same question is being generated right now: wait for that answer (single-flight).
+        visit.answer = await self._follow_leader(leader)
+        return visit
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """Every tier really generates (a one-token probe); the result is reused for health_cache_s."""

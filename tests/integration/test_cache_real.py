@@ -36,7 +36,9 @@ def namespace(tenant: str) -> str:
 
 
 def make_cache(embedder: SentenceTransformerEmbedder, url: str, prefix: str, **policy: object) -> SemanticCache:
-    config = CacheConfig(redis=RedisConfig(key_prefix=prefix, retry_after_s=0.05), **policy)  # type: ignore[arg-type]
+    config = CacheConfig(
+        redis=RedisConfig(key_prefix=prefix, retry_after_s=0.05, socket_timeout_s=2.0, connect_timeout_s=2.0), **policy
+    )  # type: ignore[arg-type]
     return SemanticCache(config, embedder, CacheStore(config.redis, url))
 
 

@@ -205,6 +205,9 @@ def test_hashing_embedder_is_deterministic_and_normalised() -> None:
 # ------------------------------------------------------------------------------------ semantic cache
 
 CacheFactory = Callable[..., SemanticCache]
+# A loaded CI machine can stall a live Redis past the production timeout (0.25 s); the tests about an
+# unreachable Redis get "connection refused" at once, so a patient timeout costs them nothing.
+PATIENT: dict[str, float] = {"socket_timeout_s": 2.0, "connect_timeout_s": 2.0}
 
 
 @pytest.fixture
@@ -214,7 +217,7 @@ async def make_cache(redis_url: str, key_prefix: str) -> AsyncIterator[CacheFact
     def factory(
         url: str | None = None, prefix: str | None = None, retry_after_s: float = 1.0, **policy: Any
     ) -> SemanticCache:
-        redis_config = RedisConfig(key_prefix=prefix or key_prefix, retry_after_s=retry_after_s)
+        redis_config = RedisConfig(key_prefix=prefix or key_prefix, retry_after_s=retry_after_s, **PATIENT)
         config = CacheConfig(redis=redis_config, **policy)
         cache = SemanticCache(config, HashingEmbedder(), CacheStore(redis_config, url or redis_url))
         made.append(cache)

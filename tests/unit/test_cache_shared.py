@@ -27,7 +27,9 @@ async def make_cache(redis_url: str, key_prefix: str) -> AsyncIterator[CacheFact
     made: list[SemanticCache] = []
 
     def factory(**policy: Any) -> SemanticCache:
-        redis_config = RedisConfig(key_prefix=key_prefix, retry_after_s=0.05)
+        redis_config = RedisConfig(
+            key_prefix=key_prefix, retry_after_s=0.05, socket_timeout_s=2.0, connect_timeout_s=2.0
+        )
         cache = SemanticCache(
             CacheConfig(redis=redis_config, **policy), HashingEmbedder(), CacheStore(redis_config, redis_url)
         )

@@ -98,7 +98,7 @@ async def make_stack(redis_url: str, key_prefix: str) -> AsyncIterator[StackFact
                     {"name": "large", "model": "gemma-3-270m", "prepared": "gemma3-270m"},
                 ],
                 "router": {"thresholds": [0.5]},
-                "cache": {"redis": {"key_prefix": key_prefix, "retry_after_s": 30}},
+                "cache": {"redis": {"key_prefix": key_prefix, "retry_after_s": 30, "socket_timeout_s": 2.0}},
                 "gateway": {
                     "api_keys": {"sk-alpha": "alpha", "sk-beta": "beta"},
                     "max_body_bytes": 4096,
