@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import time
 import uuid
+from typing import Any
 
 import httpx
 import openai
@@ -21,6 +22,18 @@ FINISHES = {"stop", "length"}
 def fresh_seed() -> int:
     """A seed no earlier request used: a fresh cache key for an unchanged prompt."""
     return uuid.uuid4().int % 2**31
+
+
+def cacheable(question: str) -> dict[str, Any]:
+    """A request the cache stores (temperature 0, room to finish) under a key no earlier request used;
+    at temperature 0 the seed, part of the key, leaves the answer unchanged."""
+    return {
+        "model": "small",
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": 128,
+        "temperature": 0,
+        "seed": fresh_seed(),
+    }
 
 
 def unique(text: str) -> str:
@@ -165,13 +178,7 @@ def test_openai_client_raises_typed_errors(stack: Stack) -> None:
 
 def test_repeated_question_is_served_from_cache(stack: Stack) -> None:
     client = stack.client(ALPHA_KEY)
-    question = unique("What is 2 + 2?")
-    request = {
-        "model": "small",
-        "messages": [{"role": "user", "content": question}],
-        "max_tokens": 128,
-        "temperature": 0,
-    }
+    request = cacheable("What is 2 + 2?")
     started = time.perf_counter()
     first = client.chat.completions.with_raw_response.create(**request)
     miss_s = time.perf_counter() - started
@@ -202,13 +209,7 @@ def test_repeated_question_is_served_from_cache(stack: Stack) -> None:
 
 def test_streamed_miss_is_stored_and_replayed(stack: Stack) -> None:
     client = stack.client(BETA_KEY)
-    request = {
-        "model": "small",
-        "messages": [{"role": "user", "content": "Say hello."}],
-        "max_tokens": 128,
-        "temperature": 0,
-        "seed": fresh_seed(),
-    }
+    request = cacheable("Say hello.")
     with client.chat.completions.with_streaming_response.create(**request, stream=True) as live:
         assert live.headers["x-tierserve-cache"] == "miss"
         live_lines = [line for line in live.iter_lines() if line]
@@ -258,13 +259,7 @@ def test_redis_outage_bypasses_the_cache_and_it_resumes(stack: Stack) -> None:
     import psutil
 
     client = stack.client(ALPHA_KEY)
-    request = {
-        "model": "small",
-        "messages": [{"role": "user", "content": "What is 2 + 2?"}],
-        "max_tokens": 128,
-        "temperature": 0,
-        "seed": fresh_seed(),
-    }
+    request = cacheable("What is 2 + 2?")
     assert client.chat.completions.with_raw_response.create(**request).headers["x-tierserve-cache"] == "miss"
     time.sleep(1.5)  # Redis appends to its log every second: let the entry reach the disk
     servers = [p for p in psutil.Process(stack.process.pid).children(recursive=True) if p.name() == "redis-server"]
