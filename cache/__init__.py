@@ -6,6 +6,7 @@ from cache.errors import CacheError, CacheUnavailable
 from cache.keys import namespace_key
 from cache.semantic import Lookup, Outcome, SemanticCache
 from cache.store import CachedAnswer, CacheEntry, CacheStore
+from cache.verify import LookalikeVerifier, VerifierConfig
 
 __all__ = [
     "CacheConfig",
@@ -15,10 +16,12 @@ __all__ = [
     "CacheUnavailable",
     "CachedAnswer",
     "Embedder",
+    "LookalikeVerifier",
     "Lookup",
     "Outcome",
     "RedisConfig",
     "SemanticCache",
     "SentenceTransformerEmbedder",
+    "VerifierConfig",
     "namespace_key",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cache.verify import VerifierConfig
+
 
 class RedisConfig(BaseModel):
     """Where the cache's Redis lives and how hard to try before bypassing it."""
@@ -33,10 +35,11 @@ class CacheConfig(BaseModel):
 
     enabled: bool = Field(default=True, description="Turn the semantic cache on or off.")
     similarity_threshold: float = Field(
-        default=0.92,
+        default=0.80,
         gt=0,
         le=1,
-        description="Cosine similarity a candidate needs (after the exact parts matched) to count as a hit.",
+        description="Cosine similarity a candidate needs (after the exact parts matched) to be verified as a hit; "
+        "0.80 was tuned on tests/data/cache_pairs_dev.jsonl (docs/cache-verification.md).",
     )
     candidates: int = Field(default=4, ge=1, le=64, description="Nearest neighbours checked per lookup.")
     ttl_s: int = Field(default=86_400, ge=1, description="Lifetime of a stored answer in seconds.")
@@ -65,4 +68,9 @@ class CacheConfig(BaseModel):
         default=0.0, ge=0, description="How long a lone query waits for others to batch with (0: never waits)."
     )
     embedder_device: str = Field(default="cpu", description="torch device for the sentence embedder.")
+    verify: VerifierConfig = Field(
+        default_factory=VerifierConfig,
+        description="Look-alike checks (numbers, negation, antonyms, dates, names, units, scope) a similar "
+        "candidate must pass before it counts as a hit.",
+    )
     redis: RedisConfig = Field(default_factory=RedisConfig, description="The shared store.")

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from cache.cli import add_eval_command
 from serving.config import ConfigError, StackConfig, load_config
 
 app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + Ray Serve.", no_args_is_help=True)
@@ -25,6 +26,7 @@ app.add_typer(models_app, name="models")
 cache_app = typer.Typer(help="Operate the semantic cache of a running stack (admin API).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(cache_app, name="cache")
+add_eval_command(cache_app)  # tierserve cache eval --pairs FILE.jsonl
 
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Stack config YAML.")]

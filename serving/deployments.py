@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
-from cache import CacheStore, SemanticCache, SentenceTransformerEmbedder
+from cache import CacheStore, LookalikeVerifier, SemanticCache, SentenceTransformerEmbedder
 from router import HeuristicScorer, Router, ThresholdPolicy
 from serving.config import EngineConfig, TierConfig, parse_config
 from serving.engine import (
@@ -201,7 +201,8 @@ class Gateway:
             if redis_url is None:
                 raise ValueError("cache is enabled but no Redis was given")
             embedder = await asyncio.to_thread(SentenceTransformerEmbedder, None, stack.cache.embedder_device)
-            cache = SemanticCache(stack.cache, embedder, CacheStore(stack.cache.redis, redis_url))
+            store = CacheStore(stack.cache.redis, redis_url)
+            cache = SemanticCache(stack.cache, embedder, store, LookalikeVerifier(stack.cache.verify))
             cache.start()  # follow the other replicas' inserts and deletes
         router = Router(
             HeuristicScorer(stack.router.weights),

@@ -1,0 +1,214 @@
+"""The look-alike verifier: each trap kind is rejected with its reason, paraphrases pass, facts are normalised."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from cache.verify import LookalikeVerifier, VerifierConfig
+
+
+@pytest.fixture(scope="module")
+def verifier() -> LookalikeVerifier:
+    return LookalikeVerifier()
+
+
+TRAPS = [
+    # (query, cached question, expected reason)
+    ("How do I disable 2FA?", "How do I enable 2FA?", "antonym"),
+    ("How do I remove a teammate?", "How do I add a teammate?", "antonym"),
+    ("How do I uninstall the desktop app?", "How do I install the desktop app?", "antonym"),
+    ("How do I download my photos?", "How do I upload my photos?", "antonym"),
+    ("How do I turn off auto-renew?", "How do I turn on auto-renew?", "antonym"),
+    ("How do I decrypt the backup?", "How do I encrypt the backup?", "antonym"),
+    ("Should I eat before a workout?", "Should I eat after a workout?", "antonym"),
+    ("How do I sell my shares?", "How do I buy shares?", "antonym"),
+    ("How do I log out of the app?", "How do I log in to the app?", "antonym"),
+    ("Is the pharmacy closed on holidays?", "Is the pharmacy open on holidays?", "antonym"),
+    ("Why can't I reset my PIN?", "How do I reset my PIN?", "negation"),
+    ("Is the museum not free on Sundays?", "Is the museum free on Sundays?", "negation"),
+    ("Can I travel without a passport?", "Can I travel with a passport?", "negation"),
+    ("Where is order 48231?", "Where is order 48213?", "number"),
+    ("Is the Galaxy S23 waterproof?", "Is the Galaxy S24 waterproof?", "number"),
+    ("Can three people share the room?", "Can two people share the room?", "number"),
+    ("What is new in Java 21?", "What is new in Java 17?", "number"),
+    ("What's the forecast for tomorrow?", "What's the forecast for today?", "date"),
+    ("Is the clinic open on Saturday?", "Is the clinic open on Sunday?", "date"),
+    ("Can we meet at 9 pm?", "Can we meet at 9 am?", "date"),
+    ("Who won the league in 2021?", "Who won the league in 2022?", "date"),
+    ("What is on next week?", "What is on this week?", "date"),
+    ("What is the capital of Peru?", "What is the capital of Chile?", "name"),
+    ("How do I host a site on Netlify?", "How do I host a site on Vercel?", "name"),
+    ("How old is Serena Williams?", "How old is Venus Williams?", "name"),
+    ("How do I save the chart as PNG?", "How do I save the chart as SVG?", "name"),
+    ("How many kilometres is the trail?", "How many miles is the trail?", "unit"),
+    ("What is 40 Fahrenheit in Celsius?", "What is 40 Celsius in Fahrenheit?", "unit"),
+    ("Is 8 MB enough for the upload?", "Is 8 GB enough for the upload?", "unit"),
+    ("What is the weekly limit?", "What is the daily limit?", "unit"),
+    ("Do all rooms have a minibar?", "Do some rooms have a minibar?", "scope"),
+    ("Can I archive only the read emails?", "Can I archive the read emails?", "scope"),
+    ("Do both tickets include lounge access?", "Does either ticket include lounge access?", "scope"),
+    ("Which plan has the least storage?", "Which plan has the most storage?", "comparative"),
+    ("Is the train slower than the bus?", "Is the train faster than the bus?", "comparative"),
+    ("Is rent higher downtown?", "Is rent lower downtown?", "comparative"),
+    ("Why was the invoice sent?", "When was the invoice sent?", "question"),
+    ("Is Go faster than Rust?", "Is Rust faster than Go?", "direction"),
+    ("What is the EUR to USD rate?", "What is the USD to EUR rate?", "direction"),
+    ("Is seat 14A a window seat?", "Is seat 14D a window seat?", "number"),
+    ("What does Plan B include?", "What does Plan A include?", "name"),
+    ("What causes low iron?", "What causes high iron?", "comparative"),
+    ("Is the jacket in stock?", "Is the jacket out of stock?", "antonym"),
+    ("Is the soda sugar-free?", "Is there sugar in the soda?", "antonym"),
+    ("What is my net salary?", "What is my gross salary?", "antonym"),
+    ("How do I lose weight?", "How do I gain weight?", "antonym"),
+    ("What's 40 euros in pounds?", "What's 40 euros in dollars?", "unit"),
+    ("Does the power bank hold 20000 mAh?", "Does the power bank hold 20000 Wh?", "unit"),
+    ("Is the deposit non refundable?", "Is the deposit refundable?", "antonym"),  # a negating prefix
+]
+
+
+@pytest.mark.parametrize(("query", "cached", "reason"), TRAPS)
+def test_look_alikes_are_rejected_with_their_reason(
+    verifier: LookalikeVerifier, query: str, cached: str, reason: str
+) -> None:
+    assert verifier.compatible(query, cached) == (False, reason)
+    assert verifier.compatible(cached, query)[0] is False  # symmetric verdict
+
+
+PARAPHRASES = [
+    ("How do I turn on two-factor authentication?", "How can I enable 2FA?"),
+    ("how do i reset my password", "How do I reset my password?"),
+    ("HOW DO I CANCEL MY PLAN", "How can I cancel my plan?"),
+    ("Hi! Could you tell me how to change my email? Thanks", "How do I change my email address?"),
+    ("I'm not sure how to export my contacts", "How do I export my contacts?"),
+    ("Where is order 48,213?", "Where is order 48213?"),
+    ("Can two people share the room?", "Can 2 people share the room?"),
+    ("Is twenty-five dollars the fee?", "Is the fee $25?"),
+    ("Can I upload 10k rows?", "Can I upload 10,000 rows?"),
+    ("Is the meeting at 3pm?", "Is the meeting at 15:00?"),
+    ("Is the meeting at noon?", "Is the meeting at 12 pm?"),
+    ("Is the shop open on May 5?", "Is the shop open on 5 May?"),
+    ("May I ask how refunds work?", "Can I ask how refunds work?"),
+    ("How do I install docker on Ubuntu?", "How to install Docker on ubuntu"),
+    ("Deploying to AWS from GitHub", "deploying from github to aws"),
+    ("Does it run on Kubernets?", "Does it run on Kubernetes?"),
+    ("Do you ship to Canada?", "Do you ship to Canadian addresses?"),
+    ("What is the USA's population?", "What is the population of the United States?"),
+    ("How do I download my data?", "Can I export my data?"),
+    ("Why doesn't my laptop turn on?", "My laptop won't power on, why?"),
+    ("How many km is a half marathon?", "A half marathon is how many kilometers?"),
+    ("How many km is 5 miles?", "5 miles is how many kilometres?"),
+    ("What's the daily calorie need?", "How many calories do I need per day?"),
+    ("Which one should I choose?", "Which should I choose?"),
+    ("How do I read a file one line at a time?", "How do I read a file line by line?"),
+    ("Why is my app crashing when I open it?", "What makes my app crash on opening?"),
+    ("Do all plans include support?", "Does every plan include support?"),
+    ("What's the latest version?", "What is the newest version?"),
+    ("How do I stop notifications?", "How do I turn off notifications?"),
+    ("Is coding in C++ hard?", "Is C++ coding hard?"),
+    ("Are there fees for ATMs abroad?", "Do you charge for ATM withdrawals overseas?"),
+    ("How do I send a request with Node?", "How do I send a request in Node.js?"),
+    ("What caused the fall of Rome?", "Why did Rome fall?"),
+    ("How long is the flight?", "What is the flight duration?"),
+    ("How do I group rows in pandas?", "How do I group rows of a DataFrame?"),
+    ("How do I upgrade to 16GB of RAM?", "How do I upgrade to 16 GB of RAM?"),
+]
+
+
+@pytest.mark.parametrize(("query", "cached"), PARAPHRASES)
+def test_paraphrases_are_accepted(verifier: LookalikeVerifier, query: str, cached: str) -> None:
+    assert verifier.compatible(query, cached) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "numbers"),
+    [
+        ("order 48,213", {"48213"}),
+        ("two hundred and five users", {"205"}),
+        ("twenty-five dollars", {"25"}),
+        ("1.5 million rows", {"1500000"}),
+        ("10k requests", {"10000"}),
+        ("Python 3.10 vs 3.1", {"3.10", "3.1"}),
+        ("version 1.2.3", {"1.2.3"}),
+        ("the 21st floor", {"21"}),
+        ("a dozen eggs", {"12"}),
+        ("which one is it", set()),
+        ("one of them", set()),
+        ("charged twice", {"2"}),
+        ("007", {"7"}),
+        ("quick one: how do I log in", set()),
+    ],
+)
+def test_numbers_are_normalised(verifier: LookalikeVerifier, text: str, numbers: set[str]) -> None:
+    assert verifier.facts(text).numbers == numbers
+
+
+def test_facts_expose_dates_units_and_names(verifier: LookalikeVerifier) -> None:
+    facts = verifier.facts("Can I fly from Paris to Berlin on 2025-03-14 at 6:30 pm with 23 kg?")
+    assert {"mar", "year:2025", "18:30"} <= facts.dates
+    assert facts.units_with_number == frozenset({"kg"})
+    assert facts.names == ("paris", "berlin")
+    assert ("paris", "berlin") in facts.directions
+    assert verifier.compatible(
+        "Can I fly from Berlin to Paris on 2025-03-14 at 6:30 pm with 23 kg?",
+        "Can I fly from Paris to Berlin on 2025-03-14 at 6:30 pm with 23 kg?",
+    ) == (False, "direction")
+
+
+def test_each_check_can_be_switched_off() -> None:
+    pairs = {reason: (query, cached) for query, cached, reason in TRAPS}
+    for reason, (query, cached) in pairs.items():
+        field = {"antonym": "antonyms", "comparative": "comparatives", "date": "dates", "name": "names"}.get(
+            reason, reason if reason in ("negation", "scope", "question", "direction") else reason + "s"
+        )
+        config = VerifierConfig.model_validate({field: False})
+        ok, why = LookalikeVerifier(config).compatible(query, cached)
+        assert why != reason, (reason, query, cached)
+    assert LookalikeVerifier(VerifierConfig(enabled=False)).compatible("enable it", "disable it") == (True, None)
+
+
+def test_config_forbids_unknown_fields_and_documents_every_field() -> None:
+    with pytest.raises(ValidationError):
+        VerifierConfig(numbrs=False)  # type: ignore[call-arg]
+    assert all(field.description for field in VerifierConfig.model_fields.values())
+
+
+def test_extra_names_and_antonyms_from_config() -> None:
+    plain = LookalikeVerifier()
+    custom = LookalikeVerifier(VerifierConfig(extra_names=["acmecloud", "zorbit"], extra_antonyms=[("gold", "silver")]))
+    # Typed in lowercase, unknown product names are invisible without the config.
+    assert plain.compatible("is acmecloud down", "is zorbit down") == (True, None)
+    assert custom.compatible("is acmecloud down", "is zorbit down") == (False, "name")
+    assert plain.compatible("What does the gold plan include?", "What does the silver plan include?")[0] is True
+    assert custom.compatible("What does the gold plan include?", "What does the silver plan include?") == (
+        False,
+        "antonym",
+    )
+
+
+def test_one_sided_polarity_is_left_to_the_threshold(verifier: LookalikeVerifier) -> None:
+    # "set up" and "enable" agree; a word present on one side only is not a contradiction.
+    assert verifier.compatible("How do I set up 2FA?", "How do I enable 2FA?") == (True, None)
+    assert verifier.compatible("How do I get dark mode?", "How do I enable dark mode?") == (True, None)
+    # But numbers, negation, dates and "only" must match even when one side lacks them.
+    assert verifier.compatible("Where is my order?", "Where is order 48213?") == (False, "number")
+    assert verifier.compatible("What's the weather?", "What's the weather tomorrow?") == (False, "date")
+
+
+def test_verifier_is_fast(verifier: LookalikeVerifier) -> None:
+    # The budget is well under a millisecond per pair; the bound here is loose for loaded CI machines.
+    cold = LookalikeVerifier(cache_size=0)
+    texts = [(q, c) for q, c, _ in TRAPS] + PARAPHRASES
+    started = time.perf_counter()
+    for query, cached in texts:
+        cold.compatible(query, cached)
+    per_pair_ms = (time.perf_counter() - started) * 1000 / len(texts)
+    assert per_pair_ms < 5.0
+    for query, cached in texts:
+        verifier.compatible(query, cached)
+    started = time.perf_counter()
+    for query, cached in texts:
+        verifier.compatible(query, cached)
+    assert (time.perf_counter() - started) * 1000 / len(texts) < 0.5  # cached facts: only the comparison
