@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from contextlib import suppress
@@ -17,15 +16,11 @@ from typing import Any
 import httpx
 import psutil
 
+from serving.redis_server import free_port as free_port  # re-exported for the benchmarks
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
