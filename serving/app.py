@@ -6,12 +6,14 @@ from typing import Any
 
 from ray.serve import Application
 
-from serving.config import DeploymentConfig, StackConfig, load_config
+from serving.config import DeploymentConfig, LoggingConfig, StackConfig, load_config
 from serving.deployments import Gateway, ModelServer, RedisServer
 from serving.engine import CPU_ENGINE_ENV
 
 
-def deployment_options(deployment: DeploymentConfig, *, env: dict[str, str] | None = None) -> dict[str, Any]:
+def deployment_options(
+    deployment: DeploymentConfig, *, env: dict[str, str] | None = None, logging: LoggingConfig | None = None
+) -> dict[str, Any]:
     """Ray Serve `.options()` for one deployment, from its config."""
     actor: dict[str, Any] = {"num_cpus": deployment.num_cpus, "num_gpus": deployment.num_gpus}
     if deployment.memory_gb is not None:
@@ -26,6 +28,9 @@ def deployment_options(deployment: DeploymentConfig, *, env: dict[str, str] | No
         "health_check_timeout_s": 60,
         "graceful_shutdown_timeout_s": 30,
     }
+    if logging is not None:
+        # Ray Serve's own log config: in JSON mode every line carries the request id and the replica.
+        options["logging_config"] = {"encoding": logging.encoding, "log_level": logging.level}
     if deployment.autoscaling is not None:
         a = deployment.autoscaling
         options["autoscaling_config"] = {
@@ -50,14 +55,14 @@ def build_app(config: StackConfig) -> Application:
     tiers = {
         tier.name: ModelServer.options(  # type: ignore[attr-defined]
             name=f"tier-{tier.name}",
-            **deployment_options(tier.deployment, env=_engine_env(tier.deployment.num_gpus)),
+            **deployment_options(tier.deployment, env=_engine_env(tier.deployment.num_gpus), logging=config.logging),
         ).bind(tier.model_dump(mode="json"), config.model_path(tier))
         for tier in config.tiers
     }
     redis: Any = config.cache.redis.url
     if redis is None and config.cache.enabled:
         redis = RedisServer.bind(str(config.data_dir / "redis"))  # type: ignore[attr-defined]
-    gateway_options = deployment_options(config.gateway.deployment, env={"HF_HUB_OFFLINE": "1"})
+    gateway_options = deployment_options(config.gateway.deployment, env={"HF_HUB_OFFLINE": "1"}, logging=config.logging)
     return Gateway.options(name="gateway", **gateway_options).bind(  # type: ignore[attr-defined,no-any-return]
         config.model_dump(mode="json"), tiers, redis
     )

@@ -117,6 +117,13 @@ class GatewayConfig(_Strict):
     )
 
 
+class LoggingConfig(_Strict):
+    encoding: Literal["TEXT", "JSON"] = Field(
+        default="TEXT", description="Replica log format; JSON lines carry the request id, route and replica."
+    )
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Replica log level.")
+
+
 class RayConfig(_Strict):
     address: str | None = Field(default=None, description="Existing cluster to join; unset starts one.")
     num_cpus: int | None = Field(
@@ -132,6 +139,7 @@ class StackConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Semantic cache.")
     router: RouterConfig = Field(default_factory=RouterConfig, description="Complexity router.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs of every deployment.")
     models_dir: Path = Field(
         default=Path(".tierserve/models"),
         description="Where prepared models live; a relative path resolves against the folder above the config file's.",

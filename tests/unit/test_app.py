@@ -1,0 +1,40 @@
+"""build_app turns the stack config into Ray Serve deployment options (no Ray cluster needed)."""
+
+from __future__ import annotations
+
+from serving.app import build_app, deployment_options
+from serving.config import AutoscalingConfig, DeploymentConfig, load_config
+from serving.engine import CPU_ENGINE_ENV
+
+
+def test_each_tier_gets_its_replicas_resources_env_and_logging() -> None:
+    config = load_config("configs/test.yaml")
+    config = config.model_copy(update={"logging": config.logging.model_copy(update={"encoding": "JSON"})})
+    gateway = build_app(config)._bound_deployment
+    assert gateway.name == "gateway"
+    assert gateway._deployment_config.logging_config["encoding"] == "JSON"
+    tiers = gateway.init_args[1]
+    small = tiers["small"]._bound_deployment
+    assert small.name == "tier-small"
+    assert small._deployment_config.num_replicas == 2
+    assert small.ray_actor_options["num_cpus"] == 0.5
+    assert small.ray_actor_options["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert small._deployment_config.logging_config["encoding"] == "JSON"
+
+
+def test_autoscaling_replaces_a_fixed_replica_count() -> None:
+    options = deployment_options(
+        DeploymentConfig(num_gpus=1, autoscaling=AutoscalingConfig(min_replicas=1, max_replicas=4)),
+        env={"A": "1"},
+    )
+    assert "num_replicas" not in options
+    assert options["autoscaling_config"]["max_replicas"] == 4
+    assert options["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0, "runtime_env": {"env_vars": {"A": "1"}}}
+
+
+def test_gpu_replicas_do_not_get_the_cpu_engine_environment() -> None:
+    gateway = build_app(load_config("configs/gpu.yaml"))._bound_deployment
+    large = gateway.init_args[1]["large"]._bound_deployment
+    env = large.ray_actor_options["runtime_env"]["env_vars"]
+    assert large.ray_actor_options["num_gpus"] == 4
+    assert not set(CPU_ENGINE_ENV) - {"HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS"} & set(env)
