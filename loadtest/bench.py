@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
 import os
 import platform
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -39,6 +37,7 @@ from loadtest.processes import (
     free_port,
     launch,
     measure_memory,
+    record_run,
     stop,
     wait_healthy,
 )
@@ -262,20 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     add("--log-dir", type=Path, default=Path(".tierserve/bench-logs"), help="Server logs.")
     add("--no-evict", dest="evict", action="store_false", help="Keep the page cache (the first start is then warm).")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # SIGTERM (make, CI) unwinds like Ctrl-C, so every server gets stopped.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    result: dict[str, Any] = {}
-    try:
-        run(args, result)
-    except BaseException as error:
-        result["error"] = f"{type(error).__name__}: {error}"[:2000]
-        raise
-    finally:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        logger.info("wrote %s", args.out)
+    result = record_run(lambda into: run(args, into), args.out)
     report(result, Console(width=150))
 
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
-import signal
 import sys
 import time
 from contextlib import suppress
@@ -33,7 +31,7 @@ from loadtest import cache_compare as compare
 from loadtest import cache_parts as parts
 from loadtest.bench import _fmt, _table
 from loadtest.measure import Sample, chat, load, ratio, short_prompts, summary_ms, throughput
-from loadtest.processes import Server, free_port, launch, stop, wait_healthy
+from loadtest.processes import Server, free_port, launch, record_run, stop, wait_healthy
 
 logger = logging.getLogger(__name__)
 
@@ -358,19 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     add("--ready-timeout", type=float, default=600.0, help="Seconds the stack may take to become healthy.")
     add("--log-dir", type=Path, default=Path(".tierserve/bench-logs"), help="Server logs.")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    result: dict[str, Any] = {}
-    try:
-        run(args, result)
-    except BaseException as error:
-        result["error"] = f"{type(error).__name__}: {error}"[:2000]
-        raise
-    finally:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=_plain) + "\n")
-        logger.info("wrote %s", args.out)
+    result = record_run(lambda into: run(args, into), args.out, default=_plain)
     if "floor" in result:
         report(result, Console(width=160))
     else:  # --index-only

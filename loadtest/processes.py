@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,3 +214,24 @@ def evict_page_cache(paths: list[Path]) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------------- HTTP
+
+
+def record_run(
+    run: Callable[[dict[str, Any]], None], out: Path, *, default: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """Run a benchmark with logging set up and SIGTERM unwinding like Ctrl-C (so every server it started is
+    stopped), and always write what it measured to `out`, with the error if it failed."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    result: dict[str, Any] = {}
+    try:
+        run(result)
+    except BaseException as error:
+        result["error"] = f"{type(error).__name__}: {error}"[:2000]
+        raise
+    finally:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=default) + "\n")
+        logger.info("wrote %s", out)
+    return result
