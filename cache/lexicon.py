@@ -118,6 +118,11 @@ UNITS_ANYWHERE = {
     "pixels": "px", "pt": "pt", "rem": "rem", "dpi": "dpi", "fps": "fps", "hz": "hz", "hertz": "hz",
     "khz": "khz", "mhz": "mhz", "ghz": "ghz", "rpm": "rpm", "psi": "psi", "acre": "acre", "acres": "acre",
     "hectare": "hectare", "hectares": "hectare", "sqft": "sqft",
+    # Canonical tokens written by the compound-unit rewrites in PHRASES.
+    "nmi": "nmi", "lightyear": "lightyear", "mps": "mps", "ftps": "ftps", "sqm": "sqm", "sqkm": "sqkm",
+    "sqmi": "sqmi", "sqin": "sqin", "cum": "cum", "cuft": "cuft", "cuin": "cuin", "floz": "floz",
+    "longton": "longton", "ozt": "ozt", "impgallon": "impgallon", "imppint": "imppint", "cuyd": "cuyd",
+    "sqyd": "sqyd", "kj": "kj", "kilojoule": "kj", "kilojoules": "kj",
 }  # fmt: skip
 UNITS_AFTER_NUMBER = {
     **UNITS_ANYWHERE,
@@ -142,21 +147,21 @@ CURRENCY_SYMBOLS = {"$": "usd", "€": "eur", "£": "gbp", "¥": "jpy", "₹": "
 TIME_UNITS = words("s min h day week month year ms us")
 # Bare units ("how many calories per day") only contradict a unit of the same dimension ("per week").
 DIMENSIONS = {
-    **dict.fromkeys(words("km mile m cm mm inch ft yard"), "length"),
-    **dict.fromkeys(words("kg g mg lb oz ton tonne stone"), "mass"),
+    **dict.fromkeys(words("km mile m cm mm inch ft yard nmi lightyear"), "length"),
+    **dict.fromkeys(words("kg g mg lb oz ton tonne stone longton ozt"), "mass"),
     **dict.fromkeys(words("celsius fahrenheit kelvin deg"), "temperature"),
     **dict.fromkeys(words("byte kb mb gb tb kib mib gib tib bit mbit gbit"), "data"),
     **dict.fromkeys(words("kbps mbps gbps"), "bandwidth"),
     **dict.fromkeys(words("usd eur gbp jpy inr cad aud chf cny peso btc eth"), "currency"),
     **dict.fromkeys(TIME_UNITS, "time"),
-    **dict.fromkeys(words("l ml gallon cup tbsp tsp pint quart"), "volume"),
-    **dict.fromkeys(words("mph kph knot"), "speed"),
+    **dict.fromkeys(words("l ml gallon cup tbsp tsp pint quart cum cuft cuin cuyd floz impgallon imppint"), "volume"),
+    **dict.fromkeys(words("mph kph knot mps ftps"), "speed"),
     **dict.fromkeys(words("w kw"), "power"),
-    **dict.fromkeys(words("kwh wh mah kcal j"), "energy"),
+    **dict.fromkeys(words("kwh wh mah kcal j kj"), "energy"),
     **dict.fromkeys(words("psi bar kpa pa"), "pressure"),
     **dict.fromkeys(words("hz khz mhz ghz rpm"), "frequency"),
     **dict.fromkeys(words("px pt rem em dpi"), "screen"),
-    **dict.fromkeys(words("acre hectare sqft"), "area"),
+    **dict.fromkeys(words("acre hectare sqft sqm sqkm sqmi sqin sqyd"), "area"),
 }
 
 # Polarity groups: words in one group with different poles contradict each other. Verbs are inflected
@@ -199,7 +204,8 @@ ANTONYM_GROUPS: dict[str, dict[str, str]] = {
     "membership": {"+": "join enroll register signup", "-": "leave exit"},
     "auth": {"+": "login logon signin", "-": "logout logoff signout", "r": "signup register registration"},
     "include": {"+": "include inclusive", "-": "exclude exclusive"},
-    "crypt": {"+": "encrypt encode compress zip", "-": "decrypt decode decompress unzip"},
+    "crypt": {"+": "encrypt encode compress zip archive", "-": "decrypt decode decompress unzip extract unarchive"},
+    "tension": {"+": "tighten tight", "-": "loosen loose slack"},
     "grade": {"+": "upgrade promote", "-": "downgrade demote"},
     "change": {
         "+": "increase raise boost grow increment extend maximize",
@@ -341,12 +347,26 @@ ASKING = words("me know wondering wonder explain understand curious ask asking a
 QUESTION_PHRASES = re.compile(
     r"\b(?:how come|what causes|what caused|what is the reason|what's the reason|reason why|for what reason)\b"
     r"|\b(?:what time|what day|what date|how soon|by when)\b|\b(?:what place|which location)\b"
+    r"|\bhow (?:much time|many (?:seconds|minutes|hours|days|weeks|months|years|times))\b"
+    r"|\bhow (?:far|big|large|small|tall|high|old|heavy|fast|quickly|often|frequently|deep|wide|hot|cold|warm"
+    r"|many|much|expensive|cheap|long|likely)\b"
 )
 QUESTION_PHRASE_KIND = {
     "how come": "why", "what causes": "why", "what caused": "why", "what is the reason": "why",
     "what's the reason": "why", "reason why": "why", "for what reason": "why", "what time": "when",
     "what day": "when", "what date": "when", "how soon": "when", "by when": "when", "what place": "where",
     "which location": "where",
+    # "How <adjective>" names the quantity asked about: "how far" and "how big" are different questions.
+    "how far": "how:distance", "how big": "how:size", "how large": "how:size", "how small": "how:size",
+    "how tall": "how:height", "how high": "how:height", "how old": "how:age", "how heavy": "how:weight",
+    "how fast": "how:speed", "how quickly": "how:speed", "how often": "how:frequency",
+    "how frequently": "how:frequency", "how deep": "how:depth", "how wide": "how:width",
+    "how hot": "how:temperature", "how cold": "how:temperature", "how warm": "how:temperature",
+    "how many": "how:amount", "how much": "how:amount", "how expensive": "how:amount", "how cheap": "how:amount",
+    "how long": "how:long", "how likely": "how:likelihood",
+    # ... but "how much time" and "how many days" ask how long, and "how many times" how often.
+    "how much time": "how:long", "how many times": "how:frequency",
+    **{f"how many {unit}": "how:long" for unit in ("seconds", "minutes", "hours", "days", "weeks", "months", "years")},
 }  # fmt: skip
 
 # Entities users often type in lowercase. Capitalised words mid-sentence are names anyway.
@@ -442,6 +462,8 @@ CONTRACTIONS = Rewriter(
         ("shan't", r"\bshan't\b", "shall not"),
         ("n't", r"n't\b", " not"),
         ("nt", r"\b(do|does|did|is|are|was|were|has|have|had|could|should|would|must|need)nt\b", r"\1 not"),
+        # "fail to pay" / "forget to pay" assert that something did not happen.
+        ("fail|forg", r"\b(?:fail|fails|failed|failing|forget|forgets|forgot|forgetting) to\b", " not "),
         ("'s", r"'s\b", ""),
         ("'", r"'(?:re|ve|ll|d|m)\b", ""),
     )
@@ -496,6 +518,30 @@ PHRASES = Rewriter(
         ("stock", r"\bin stock\b", " instock "),
         ("sold out", r"\bsold out\b", " soldout "),
         ("non ", r"\bnon (?=[a-z]{3})", "non"),  # "non refundable" is "nonrefundable"
+        # A modifier or a "per" turns a unit into another one: nautical miles are not miles, m/s is not m.
+        ("nautical", r"\bnautical miles?\b", " nmi "),
+        ("light", r"\blight ?years?\b", " lightyear "),
+        ("per |/", r"\b(?:meters?|metres?|m) ?(?:per|/) ?(?:second|sec|s)\b", " mps "),
+        ("per |/", r"\b(?:feet|foot|ft) ?(?:per|/) ?(?:second|sec|s)\b", " ftps "),
+        ("per |/", r"\b(?:kilometers?|kilometres?|km) ?(?:per|/) ?(?:hour|hr|h)\b", " kph "),
+        ("per |/", r"\b(?:miles?|mi) ?(?:per|/) ?(?:hour|hr|h)\b", " mph "),
+        ("square|sq ", r"\b(?:square|sq) ?(?:feet|foot|ft)\b", " sqft "),
+        ("square|sq ", r"\b(?:square|sq) ?(?:meters?|metres?|m)\b", " sqm "),
+        ("square|sq ", r"\b(?:square|sq) ?(?:kilometers?|kilometres?|km)\b", " sqkm "),
+        ("square|sq ", r"\b(?:square|sq) ?(?:miles?|mi)\b", " sqmi "),
+        ("square|sq ", r"\b(?:square|sq) ?(?:inch|inches|in)\b", " sqin "),
+        ("square|sq ", r"\b(?:square|sq) ?(?:yards?|yd)\b", " sqyd "),
+        ("cubic", r"\bcubic (?:meters?|metres?|m)\b", " cum "),
+        ("cubic", r"\bcubic (?:feet|foot|ft)\b", " cuft "),
+        ("cubic", r"\bcubic (?:inch|inches|in)\b", " cuin "),
+        ("cubic", r"\bcubic (?:yards?|yd)\b", " cuyd "),
+        ("cubic", r"\bcubic (?:centimeters?|centimetres?|cm)\b", " ml "),
+        ("fl", r"\b(?:fluid ounces?|fl\.? ?oz)\b", " floz "),
+        ("metric ton", r"\bmetric tons?\b", " tonne "),
+        ("long ton", r"\blong tons?\b", " longton "),
+        ("troy", r"\btroy ounces?\b", " ozt "),
+        ("imperial", r"\bimperial (?:gallons?)\b", " impgallon "),
+        ("imperial", r"\bimperial (?:pints?)\b", " imppint "),
         ("current", r"\bcurrent (?:date|day)\b", " today date "),
     )
 )

@@ -41,6 +41,7 @@ from functools import lru_cache
 from pydantic import BaseModel, ConfigDict, Field
 
 from cache import lexicon as lx
+from cache.substitution import SubstitutionCheck
 
 __all__ = ["Facts", "LookalikeVerifier", "VerifierConfig"]
 
@@ -85,6 +86,11 @@ class VerifierConfig(BaseModel):
     )
     direction: bool = Field(
         default=True, description="No swapped roles in 'from X to Y', 'convert X to Y' or 'X ... than Y'."
+    )
+    substitution: bool = Field(
+        default=True,
+        description="Reject a question that differs by exactly one content word unless it is a typo or a synonym "
+        "(time vs space complexity, ice vs heat).",
     )
     extra_names: list[str] = Field(
         default_factory=list,
@@ -193,6 +199,7 @@ class Facts:
     units_bare: frozenset[str]
     names: tuple[str, ...]
     directions: frozenset[tuple[str, str]]
+    sequence: tuple[str, ...]
 
 
 class LookalikeVerifier:
@@ -200,11 +207,13 @@ class LookalikeVerifier:
 
     `compatible(query, candidate)` returns (True, None) or (False, reason) with reason one of
     "negation", "antonym", "comparative", "scope", "question", "date", "unit", "number", "name",
-    "direction". Facts of each text are cached (LRU), so a hot cached question costs its extraction once.
+    "direction", "substitution". Facts of each text are cached (LRU), so a hot cached question costs its
+    extraction once.
     """
 
     REASONS = (
         "negation", "antonym", "comparative", "scope", "question", "date", "unit", "number", "name", "direction",
+        "substitution",
     )  # fmt: skip
 
     def __init__(self, config: VerifierConfig | None = None, *, cache_size: int = 4096) -> None:
@@ -218,6 +227,7 @@ class LookalikeVerifier:
         self._lowercase_names = (
             self._lexicon - lx.NOT_NAMES - set(lx.MONTHS) - set(lx.WEEKDAYS) - {"may", "march"} - set(lx.UNITS_ANYWHERE)
         )
+        self._substitution = SubstitutionCheck(_stem, _edit_distance_at_most_one, self._same_pole)
         self._facts = lru_cache(maxsize=cache_size)(self._extract)
 
     def facts(self, text: str) -> Facts:
@@ -238,7 +248,7 @@ class LookalikeVerifier:
             return False, "comparative"
         if config.scope and (a.only != b.only or (a.scope and b.scope and a.scope != b.scope)):
             return False, "scope"
-        if config.question and a.question and b.question and a.question != b.question:
+        if config.question and _question_conflict(a.question, b.question):
             return False, "question"
         if config.dates and a.dates != b.dates:
             return False, "date"
@@ -255,7 +265,14 @@ class LookalikeVerifier:
             return False, "name"
         if config.direction and any((y, x) in b.directions for x, y in a.directions if x != y):
             return False, "direction"
+        if config.substitution and self._substitution.swapped(a.sequence, b.sequence) is not None:
+            return False, "substitution"
         return True, None
+
+    def _same_pole(self, x: str, y: str) -> bool:
+        """Both words sit on the same pole of one polarity group (remove/delete): synonyms, not a swap."""
+        poles_y = set(self._antonyms.get(y, ()))
+        return any(entry in poles_y for entry in self._antonyms.get(x, ()))
 
     # -------------------------------------------------------------------------------------------- extraction
 
@@ -321,6 +338,7 @@ class LookalikeVerifier:
             units_bare=units_bare,
             names=names,
             directions=self._directions(words, names),
+            sequence=self._substitution.sequence(words),
         )
 
     def _names(self, raw: str) -> tuple[str, ...]:
@@ -617,6 +635,21 @@ def _parse_number_words(tokens: Sequence[str], start: int) -> tuple[int, int]:
         i += 1
         consumed = i - start
     return total + current, consumed
+
+
+def _question_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Wh-kinds (why/when/where/who) and how-kinds (how far, how big ...) are compared each within its family,
+    so "How old is X?" and "When was X born?" (a paraphrase across families) are not told apart. "How much" and
+    "how many" ask for whatever the next noun names ("how much sleep" == "how many hours"), so they match any kind."""
+    for family in (
+        lambda kind: not kind.startswith("how:"),
+        lambda kind: kind.startswith("how:") and kind != "how:amount",
+    ):
+        left = {kind for kind in a if family(kind)}
+        right = {kind for kind in b if family(kind)}
+        if left and right and left != right:
+            return True
+    return False
 
 
 def _swap(units: frozenset[str], old: str, new: str) -> frozenset[str]:

@@ -1,10 +1,11 @@
 """The issue's goal on the held-out pairs with the real embedder, and the pure evaluation agreeing with the real cache.
 
 Goal ("Semantic cache you can trust"): on held-out pairs, at most 1% false hits while at least 60% of true
-paraphrases hit, at the tuned default threshold with the look-alike verifier. Measured once on the held-out
-file: 71.5% hits (goal met) and 1.8% false hits (goal missed), so that test is a strict xfail: it turns into a
-failure, to be un-marked, the day the goal is met. Improve the verifier on the dev file only, and measure a
-held-out file only once (docs/cache-verification.md).
+paraphrases hit, at the tuned default threshold with the look-alike verifier. The held-out file in the repository
+(round 6, 291 pairs) was written blind by an author who never saw the verifier, and measured once at the tuned
+threshold 0.86: 27.8% hits and 4.8% false hits (8/165), so both halves of the goal are missed and that test is a strict
+xfail: it turns into a failure, to be un-marked, the day the goal is met. Improve the verifier on the dev file
+only, and measure a held-out file only once (docs/cache-verification.md).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def wrong_hits(pairs: list[Pair], embedder: SentenceTransformerEmbedder) -> tupl
 
 @pytest.mark.xfail(
     strict=True,
-    reason="goal not met yet: held-out false-hit rate 1.8% (3/167: km vs nautical miles, mph vs m/s, one topic pair "
-    "at 0.835) at threshold 0.80; see docs/cache-verification.md",
+    reason="goal not met: held-out (blind round 6) at threshold 0.86 gives 27.8% hits and 4.8% false hits, 7 of "
+    "the 8 from a qualifier one side adds ('side effects' vs 'side effects in children'); see "
+    "docs/cache-verification.md",
 )
 def test_held_out_goal_at_the_tuned_threshold(embedder: SentenceTransformerEmbedder) -> None:
     hit_rate, false_hit_rate, wrong = wrong_hits(load_pairs(DATA / "cache_pairs_heldout.jsonl"), embedder)
@@ -47,10 +49,18 @@ def test_held_out_goal_at_the_tuned_threshold(embedder: SentenceTransformerEmbed
 
 
 def test_held_out_stays_at_the_measured_level(embedder: SentenceTransformerEmbedder) -> None:
-    # Regression guard at what was measured once on the held-out set (hit 71.5%, false hits 3/167 = 1.8%).
+    # Regression guard at what was measured once on the held-out set (hits 35/126, false hits 8/165).
     hit_rate, false_hit_rate, wrong = wrong_hits(load_pairs(DATA / "cache_pairs_heldout.jsonl"), embedder)
-    assert false_hit_rate <= 0.02, wrong
-    assert hit_rate >= 0.68
+    assert false_hit_rate <= round(8 / 165, 4), wrong  # the report rounds to 4 digits
+    assert hit_rate >= round(35 / 126, 4)
+
+
+def test_dev_set_meets_the_goal_it_was_tuned_on(embedder: SentenceTransformerEmbedder) -> None:
+    # The tuning data (five earlier rounds folded in) does meet it at 0.84 and nearly at 0.86; this pins that the
+    # rules keep working on every trap class seen so far (dev: 52.8% hits, 0.5% false hits at 0.86).
+    hit_rate, false_hit_rate, wrong = wrong_hits(load_pairs(DATA / "cache_pairs_dev.jsonl"), embedder)
+    assert false_hit_rate <= 0.005 + 1e-9, wrong
+    assert hit_rate >= 0.52
 
 
 def test_verifier_is_what_makes_the_goal_reachable(embedder: SentenceTransformerEmbedder) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pydantic import ValidationError
 
@@ -66,6 +64,16 @@ TRAPS = [
     ("What's 40 euros in pounds?", "What's 40 euros in dollars?", "unit"),
     ("Does the power bank hold 20000 mAh?", "Does the power bank hold 20000 Wh?", "unit"),
     ("Is the deposit non refundable?", "Is the deposit refundable?", "antonym"),  # a negating prefix
+    # Modified and compound units are units of their own.
+    ("What is 100 km in nautical miles?", "What is 100 km in miles?", "unit"),
+    ("What is the speed of sound in meters per second?", "What is the speed of sound in mph?", "unit"),
+    ("How fast is 30 m/s in km/h?", "How fast is 30 m/s in miles per hour?", "unit"),
+    ("How much is 1 fluid ounce in ml?", "How much is 1 ounce in ml?", "unit"),
+    ("How big is the flat in square feet?", "How big is the flat in square meters?", "unit"),
+    # "How <adjective>" names what is asked.
+    ("How big is Jupiter compared to the sun?", "How far is Jupiter from the sun?", "question"),
+    ("How old is the Eiffel Tower?", "How tall is the Eiffel Tower?", "question"),
+    ("How often should I water a cactus?", "How long should I water a cactus?", "question"),
 ]
 
 
@@ -114,6 +122,13 @@ PARAPHRASES = [
     ("How long is the flight?", "What is the flight duration?"),
     ("How do I group rows in pandas?", "How do I group rows of a DataFrame?"),
     ("How do I upgrade to 16GB of RAM?", "How do I upgrade to 16 GB of RAM?"),
+    ("How long does a wire transfer take?", "How many days until a wire transfer arrives?"),
+    ("How much time does identity verification take?", "How long does it take to verify my identity?"),
+    ("How often should I feed my puppy?", "How many times a day should a puppy eat?"),
+    ("How much sleep do teenagers need?", "How many hours should a teenager sleep?"),
+    ("How old is the Eiffel Tower?", "When was the Eiffel Tower built?"),
+    ("How tall is Mount Everest?", "How high is Mount Everest?"),
+    ("What is 5 m/s in km/h?", "What is 5 meters per second in kilometres per hour?"),
 ]
 
 
@@ -178,14 +193,36 @@ def test_config_forbids_unknown_fields_and_documents_every_field() -> None:
 def test_extra_names_and_antonyms_from_config() -> None:
     plain = LookalikeVerifier()
     custom = LookalikeVerifier(VerifierConfig(extra_names=["acmecloud", "zorbit"], extra_antonyms=[("gold", "silver")]))
-    # Typed in lowercase, unknown product names are invisible without the config.
-    assert plain.compatible("is acmecloud down", "is zorbit down") == (True, None)
-    assert custom.compatible("is acmecloud down", "is zorbit down") == (False, "name")
-    assert plain.compatible("What does the gold plan include?", "What does the silver plan include?")[0] is True
-    assert custom.compatible("What does the gold plan include?", "What does the silver plan include?") == (
-        False,
-        "antonym",
-    )
+    # Typed in lowercase, unknown product names are invisible without the config (the texts differ in more than
+    # one word, so the single-substitution check does not see them either).
+    assert plain.compatible("is acmecloud down right now", "is zorbit down?") == (True, None)
+    assert custom.compatible("is acmecloud down right now", "is zorbit down?") == (False, "name")
+    gold, silver = "What does the gold plan include?", "What is included in the silver plan?"
+    assert plain.compatible(gold, silver)[0] is True
+    assert custom.compatible(gold, silver) == (False, "antonym")
+
+
+def test_a_single_swapped_content_word_is_a_substitution(verifier: LookalikeVerifier) -> None:
+    swaps = [
+        ("What's the space complexity of quicksort?", "What's the time complexity of quicksort?"),
+        ("Does heat help a swollen knee?", "Does ice help a swollen knee?"),
+        ("What's the process for breaking a lease early?", "What's the penalty for breaking a lease early?"),
+        ("How much is a flight from New York to Tokyo?", "How long is the flight from New York to Tokyo?"),
+        ("is acmecloud down", "is zorbit down"),
+    ]
+    for query, cached in swaps:
+        assert verifier.compatible(query, cached) == (False, "substitution"), (query, cached)
+    kept = [
+        ("How do I reboot my router?", "How do I restart my router?"),  # a listed synonym
+        ("Whats the diffrence between a list and a tuple?", "What's the difference between a list and a tuple?"),
+        ("How do I delete my account?", "How do I remove my account?"),  # same pole of a polarity group
+        ("How do I get dark mode?", "How do I enable dark mode?"),  # a light verb
+        ("How do I export my contacts?", "How do I export the contacts?"),  # articles and possessives
+    ]
+    for query, cached in kept:
+        assert verifier.compatible(query, cached) == (True, None), (query, cached)
+    off = LookalikeVerifier(VerifierConfig(substitution=False))
+    assert off.compatible(*swaps[0]) == (True, None)
 
 
 def test_one_sided_polarity_is_left_to_the_threshold(verifier: LookalikeVerifier) -> None:
@@ -197,18 +234,9 @@ def test_one_sided_polarity_is_left_to_the_threshold(verifier: LookalikeVerifier
     assert verifier.compatible("What's the weather?", "What's the weather tomorrow?") == (False, "date")
 
 
-def test_verifier_is_fast(verifier: LookalikeVerifier) -> None:
-    # The budget is well under a millisecond per pair; the bound here is loose for loaded CI machines.
-    cold = LookalikeVerifier(cache_size=0)
-    texts = [(q, c) for q, c, _ in TRAPS] + PARAPHRASES
-    started = time.perf_counter()
-    for query, cached in texts:
-        cold.compatible(query, cached)
-    per_pair_ms = (time.perf_counter() - started) * 1000 / len(texts)
-    assert per_pair_ms < 5.0
-    for query, cached in texts:
-        verifier.compatible(query, cached)
-    started = time.perf_counter()
-    for query, cached in texts:
-        verifier.compatible(query, cached)
-    assert (time.perf_counter() - started) * 1000 / len(texts) < 0.5  # cached facts: only the comparison
+def test_facts_of_a_text_are_extracted_once(verifier: LookalikeVerifier) -> None:
+    # Speed is measured by `tierserve cache eval --latency`, not asserted here; what the unit test pins is
+    # the mechanism that makes a hot cached question cheap: its facts are memoised.
+    first = verifier.facts("How do I enable 2FA on my account?")
+    assert verifier.facts("How do I enable 2FA on my account?") is first
+    assert LookalikeVerifier(cache_size=0).facts("How do I enable 2FA?") is not None
