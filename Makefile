@@ -8,7 +8,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install models serve test test-fast lint bench clean
+.PHONY: install models serve test test-fast lint bench loadtest clean
 
 $(STAMP): requirements-cpu.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/tierserve models prepare --config configs/default.yaml
 	$(BIN)/python -m loadtest.bench --config configs/default.yaml
+
+loadtest: models  # the SLO gate on the embedded default (starts and stops the stack)
+	$(BIN)/tierserve loadtest --config $(CONFIG) --scenario chat --users 4 --duration 60s
 
 clean:
 	rm -rf $(VENV) .tierserve .pytest_cache .mypy_cache .ruff_cache

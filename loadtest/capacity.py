@@ -1,0 +1,144 @@
+"""`tierserve loadtest --find-capacity`: run the scenario at 1, 2, 4, ... users (one short Locust run per
+step) until an SLO breaks, and report the highest load that met every SLO, overall and per tier."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from loadtest.runner import LoadPlan, Verdict, judge, run_locust
+from loadtest.slo import ScenarioSlo
+
+__all__ = ["StepResult", "capacity_steps", "find_capacity", "summarize_capacity"]
+
+
+def capacity_steps(max_users: int) -> list[int]:
+    """Doubling user counts up to and including `max_users`: coarse first, since every step costs a run."""
+    steps, users = [], 1
+    while users < max_users:
+        steps.append(users)
+        users *= 2
+    return [*steps, max_users]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    users: int
+    verdict: Verdict
+
+    def passed(self, scope: str | None = None) -> bool:
+        """Every SLO (scope None), or every SLO of one scope (`tier:small`) plus the overall error rate."""
+        if scope is None:
+            return self.verdict.passed
+        if self.verdict.stats.group(scope) is None:
+            return False  # a tier that got no request this step has shown no capacity
+        return all(r.passed for r in self.verdict.results if r.scope == scope or r.name == "error_rate")
+
+
+def summarize_capacity(steps: list[StepResult], target_rps: float | None = None) -> dict[str, Any]:
+    """The highest passing step overall and per tier, with the goodput it sustained there. Only steps below
+    the first overall failure count: a pass above a failure is noise, not capacity."""
+    counted: list[StepResult] = []
+    for step in steps:
+        counted.append(step)
+        if not step.passed():
+            break
+
+    def best(scope: str | None) -> dict[str, Any]:
+        passing = [s for s in counted if s.passed(scope)]
+        if not passing:
+            return {"max_users": 0, "goodput_rps": 0.0, "rps": 0.0}
+        top = passing[-1]
+        group = top.verdict.stats.group(scope or "overall")
+        goodput = (group.metric("goodput_rps") if group else None) or 0.0
+        rps = (group.metric("rps") if group else None) or 0.0
+        return {"max_users": top.users, "goodput_rps": round(goodput, 4), "rps": round(rps, 4)}
+
+    tiers = sorted({t for s in counted for t in s.verdict.stats.tiers if t != "unknown"})
+    overall = best(None)
+    if target_rps is not None and overall["goodput_rps"] > 0:
+        overall["copies_for_target"] = math.ceil(target_rps / overall["goodput_rps"])
+    return {
+        "steps": [
+            {
+                "users": s.users,
+                "passed": s.passed(),
+                "breaches": [r.name for r in s.verdict.breaches],
+                "rps": s.verdict.stats.overall.metric("rps"),
+                "goodput_rps": s.verdict.stats.overall.metric("goodput_rps"),
+                "e2e_p95_ms": s.verdict.stats.overall.metric("e2e_p95_ms"),
+                "ttft_p95_ms": s.verdict.stats.overall.metric("ttft_p95_ms"),
+            }
+            for s in steps
+        ],
+        "overall": overall,
+        "tiers": {t: best(f"tier:{t}") for t in tiers},
+        "target_rps": target_rps,
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def find_capacity(
+    console: Console,
+    plan: LoadPlan,
+    slo: ScenarioSlo,
+    max_users: int,
+    step_s: float,
+    target_rps: float | None = None,
+) -> dict[str, Any]:
+    steps: list[StepResult] = []
+    for users in capacity_steps(max_users):
+        step_plan = replace(
+            plan,
+            users=users,
+            spawn_rate=float(users),  # all at once: the step measures a load level, not a ramp
+            duration_s=step_s,
+            records=plan.records.with_name(f"records-{users}u.jsonl"),
+            log=plan.log.with_name(f"locust-{users}u.log"),
+        )
+        with console.status(f"capacity: {users} users for {step_s:.0f}s ..."):
+            records = run_locust(step_plan)
+        step = StepResult(users, judge(plan.scenario, records, slo, step_s))
+        steps.append(step)
+        verdict = (
+            "[green]pass[/green]"
+            if step.passed()
+            else "[red]FAIL[/red] " + ", ".join(r.name for r in step.verdict.breaches)
+        )
+        console.print(f"{users:>4} users: {len(records)} requests, {verdict}")
+        if not step.passed():
+            break
+    result = summarize_capacity(steps, target_rps)
+    table = Table(title=f"Capacity — scenario {plan.scenario}", title_justify="left")
+    for column in ("users", "rps", "goodput rps", "TTFT p95 ms", "e2e p95 ms", "result"):
+        table.add_column(column, justify="right")
+    for row in result["steps"]:
+        table.add_row(
+            str(row["users"]),
+            f"{row['rps'] or 0:.2f}",
+            f"{row['goodput_rps'] or 0:.2f}",
+            _ms(row["ttft_p95_ms"]),
+            _ms(row["e2e_p95_ms"]),
+            "pass" if row["passed"] else "FAIL: " + ", ".join(row["breaches"]),
+        )
+    console.print(table)
+    top = result["overall"]
+    console.print(
+        f"highest load meeting every SLO: [bold]{top['max_users']} users[/bold], "
+        f"{top['goodput_rps']:.2f} good requests/s"
+    )
+    for tier, best in result["tiers"].items():
+        console.print(f"  tier {tier}: {best['max_users']} users, {best['goodput_rps']:.2f} good requests/s")
+    if "copies_for_target" in top:
+        console.print(
+            f"for {target_rps} requests/s: about {top['copies_for_target']}x the replicas measured here "
+            "(capacity scales with replicas while the tier, not the gateway, is the bottleneck)"
+        )
+    return result

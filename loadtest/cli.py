@@ -1,0 +1,254 @@
+"""`tierserve loadtest`: the release gate. Runs a scenario under Locust, prints every SLO with its measured
+value, writes an HTML report and a JSON summary, and exits 1 when any SLO is missed.
+
+Exit codes: 0 every SLO met, 1 an SLO missed, 2 bad input (scenario, --slo, SLO file, unreachable URL),
+3 the load itself failed (Locust crashed, the stack did not start).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loadtest.records import RequestRecord, read_records
+from loadtest.runner import (
+    LoadPlan,
+    LoadtestError,
+    Verdict,
+    check_endpoint,
+    judge,
+    managed_stack,
+    parse_duration,
+    run_locust,
+    write_json,
+)
+from loadtest.slo import ScenarioSlo, SloError, apply_override, load_slo_file
+from loadtest.workloads import SCENARIOS, UnknownScenarioError, scenario
+
+__all__ = ["add_loadtest_command", "print_verdict"]
+
+DEFAULT_SLO_FILE = Path("configs/slo-cpu.yaml")
+DEFAULT_STACK_CONFIG = Path("configs/default.yaml")
+
+
+def _fail(console: Console, message: str, code: int) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None:
+        return "—"
+    if metric.endswith("_ms"):
+        return f"{value:,.1f} ms"
+    if metric in ("error_rate", "goodput_ratio", "cache_hit_ratio"):
+        return f"{value:.1%}"
+    return f"{value:,.2f}"
+
+
+def print_verdict(console: Console, verdict: Verdict) -> None:
+    table = Table(title=f"SLOs — scenario {verdict.scenario} ({verdict.records} requests)", title_justify="left")
+    for column in ("SLO", "target", "measured", "result"):
+        table.add_column(column, justify="left" if column == "SLO" else "right")
+    for r in verdict.results:
+        bound = "≤" if r.direction == "max" else "≥"
+        result = "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {r.note}".rstrip()
+        table.add_row(r.name, f"{bound} {_fmt(r.target, r.metric)}", _fmt(r.measured, r.metric), result)
+    console.print(table)
+    overall = verdict.stats.overall
+    mix = ", ".join(f"{n} {g.requests}" for n, g in verdict.stats.tiers.items())
+    cache = ", ".join(f"{n} {g.requests}" for n, g in verdict.stats.caches.items())
+    errors = ", ".join(f"{k}: {v}" for k, v in overall.errors_by_kind.items()) or "none"
+    console.print(
+        f"rps {_fmt(overall.metric('rps'), 'rps')}, goodput {_fmt(overall.metric('goodput_rps'), 'rps')}/s, "
+        f"output {_fmt(overall.metric('output_tokens_per_s'), 'x')} tok/s | tiers: {mix} | cache: {cache} | "
+        f"errors: {errors}",
+        highlight=False,
+    )
+    if verdict.passed:
+        console.print("[bold green]PASS[/bold green]: every SLO met")
+    else:
+        names = ", ".join(r.name for r in verdict.breaches)
+        console.print(f"[bold red]FAIL[/bold red]: {len(verdict.breaches)} SLO(s) missed: {names}")
+
+
+def _resolve_slo(console: Console, slo_file: Path, name: str, overrides: list[str]) -> ScenarioSlo:
+    try:
+        slo = load_slo_file(slo_file).for_scenario(name)
+        for text in overrides:
+            slo = apply_override(slo, text)
+    except SloError as error:
+        raise _fail(console, str(error), 2) from None
+    return slo
+
+
+@contextmanager
+def _progress(console: Console, total_s: float) -> Iterator[Callable[[float, int], None]]:
+    with console.status("starting Locust ...") as status:
+
+        def update(elapsed: float, records: int) -> None:
+            status.update(f"load: {elapsed:.0f}/{total_s:.0f}s, {records} requests recorded")
+
+        yield update
+
+
+def add_loadtest_command(app: typer.Typer) -> None:
+    """Register `loadtest` on the `tierserve` app (serving.cli: `add_loadtest_command(app)`)."""
+
+    @app.command("loadtest")
+    def loadtest(
+        scenario_name: Annotated[
+            str, typer.Option("--scenario", "-s", help=f"One of: {', '.join(SCENARIOS)}.")
+        ] = "chat",
+        users: Annotated[int, typer.Option("--users", "-u", min=1, help="Concurrent simulated users.")] = 4,
+        spawn_rate: Annotated[float, typer.Option("--spawn-rate", "-r", min=0.01, help="Users started/s.")] = 2.0,
+        duration: Annotated[str, typer.Option("--duration", "-t", help="Run time: 60s, 5m, 1h.")] = "60s",
+        url: Annotated[
+            str | None, typer.Option("--url", help="A running stack. Without it, the stack is started and stopped.")
+        ] = None,
+        api_key: Annotated[str, typer.Option("--api-key", envvar="TIERSERVE_API_KEY", help="Bearer key.")] = "",
+        slo_file: Annotated[Path, typer.Option("--slo-file", help="SLO targets per scenario.")] = DEFAULT_SLO_FILE,
+        slo: Annotated[
+            list[str] | None, typer.Option("--slo", help="Override one target: NAME=VALUE (repeatable).")
+        ] = None,
+        json_out: Annotated[Path | None, typer.Option("--json-out", help="Write the JSON summary here.")] = None,
+        report: Annotated[Path | None, typer.Option("--report", help="HTML report (default: in --out-dir).")] = None,
+        out_dir: Annotated[Path, typer.Option("--out-dir", help="Records, report, Locust log.")] = Path(
+            ".tierserve/loadtest"
+        ),
+        model: Annotated[str, typer.Option("--model", help="Model alias (auto: routed).")] = "auto",
+        max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Cap on output tokens.")] = 64,
+        think_time: Annotated[str, typer.Option("--think-time", help="MIN,MAX seconds between requests.")] = "0.5,2",
+        config: Annotated[
+            Path, typer.Option("--config", "-c", help="Stack config to start when --url is not given.")
+        ] = DEFAULT_STACK_CONFIG,
+        port: Annotated[int | None, typer.Option("--port", help="Port for the stack it starts.")] = None,
+        from_records: Annotated[
+            Path | None, typer.Option("--from-records", help="Judge an earlier run's records; run no load.")
+        ] = None,
+        find_capacity: Annotated[
+            bool, typer.Option("--find-capacity", help="Ramp users until an SLO breaks; report the highest pass.")
+        ] = False,
+        max_users: Annotated[int, typer.Option("--max-users", min=1, help="Capacity search: upper bound.")] = 64,
+        step_duration: Annotated[str, typer.Option("--step-duration", help="Capacity search: per step.")] = "30s",
+        target_rps: Annotated[
+            float | None, typer.Option("--target-rps", min=0.0, help="Capacity search: requests/s to plan for.")
+        ] = None,
+    ) -> None:
+        """Run a load scenario against the stack and gate on its SLOs (exit 1 when any is missed)."""
+        console = Console(stderr=False)
+        try:
+            scenario(scenario_name)
+            run_s = parse_duration(duration)
+            step_s = parse_duration(step_duration)
+        except (UnknownScenarioError, ValueError) as error:
+            raise _fail(console, str(error), 2) from None
+        low, _, high = think_time.partition(",")
+        try:
+            if float(low) < 0 or float(high or low) < float(low):
+                raise ValueError
+        except ValueError:
+            raise _fail(console, f"bad --think-time {think_time!r}: use MIN,MAX seconds, e.g. 0.5,2", 2) from None
+        targets = _resolve_slo(console, slo_file, scenario_name, slo or [])
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = out_dir / f"{scenario_name}-{stamp}"
+        html = report or run_dir / "report.html"
+        if from_records is not None:
+            try:
+                records = read_records(from_records)
+            except (OSError, ValueError) as error:
+                raise _fail(console, f"cannot read {from_records}: {error}", 2) from None
+            _finish(console, judge(scenario_name, records, targets, None), records, html, json_out, {})
+            return
+
+        if url is None and not config.exists():
+            raise _fail(console, f"stack config {config} not found (or pass --url)", 2)
+        try:
+            stack = nullcontext(url.rstrip("/")) if url else _start_stack(console, config, port, run_dir)
+            with stack as target:
+                key = api_key or _first_key(config if url is None else None)
+                check_endpoint(target, key)
+                plan = LoadPlan(
+                    scenario=scenario_name,
+                    url=target,
+                    users=users,
+                    spawn_rate=spawn_rate,
+                    duration_s=run_s,
+                    records=run_dir / "records.jsonl",
+                    log=run_dir / "locust.log",
+                    api_key=key,
+                    model=model,
+                    max_tokens=max_tokens,
+                    think_time=think_time,
+                )
+                if find_capacity:
+                    from loadtest.capacity import find_capacity as search
+
+                    result = search(console, plan, targets, max_users, step_s, target_rps)
+                    if json_out is not None:
+                        write_json(json_out, result)
+                    raise typer.Exit(0 if result["overall"]["max_users"] else 1)
+                with _progress(console, run_s) as progress:
+                    records = run_locust(plan, progress)
+        except LoadtestError as error:
+            code = 2 if str(error).startswith(("cannot reach", "stack config")) or "refused" in str(error) else 3
+            raise _fail(console, str(error), code) from None
+        verdict = judge(scenario_name, records, targets, run_s)
+        extra = {"url": target, "users": users, "spawn_rate": spawn_rate, "slo_file": str(slo_file)}
+        _finish(console, verdict, records, html, json_out, extra | {"records_file": str(plan.records)})
+
+
+def _first_key(config: Path | None) -> str:
+    """The stack this command starts may require a key: use its first one."""
+    if config is None:
+        return ""
+    from serving.config import ConfigError, load_config
+
+    try:
+        return next(iter(load_config(config).gateway.api_keys), "")
+    except ConfigError:
+        return ""
+
+
+@contextmanager
+def _start_stack(console: Console, config: Path, port: int | None, run_dir: Path) -> Iterator[str]:
+    from serving.redis_server import free_port
+
+    chosen = port or free_port()
+    with ExitStack() as stack:
+        stack.callback(console.print, "stack stopped.")
+        with console.status(f"starting tierserve ({config}) on port {chosen}; loading models takes minutes on CPU"):
+            url = stack.enter_context(managed_stack(config, chosen, run_dir))
+        console.print(f"stack ready at {url}")
+        yield url
+
+
+def _finish(
+    console: Console,
+    verdict: Verdict,
+    records: list[RequestRecord],
+    html: Path,
+    json_out: Path | None,
+    extra: dict[str, object],
+) -> None:
+    print_verdict(console, verdict)
+    try:
+        from loadtest.report import write_report
+
+        write_report(html, verdict, records)
+        console.print(f"report: {html}")
+        extra = extra | {"report": str(html)}
+    except ImportError as error:  # plotly missing: the verdict still stands
+        console.print(f"[yellow]no HTML report ({error})[/yellow]")
+    if json_out is not None:
+        write_json(json_out, verdict.as_dict(**extra))
+        console.print(f"summary: {json_out}")
+    if not verdict.passed:
+        raise typer.Exit(1)

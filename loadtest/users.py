@@ -1,0 +1,260 @@
+"""The Locust side: a user that calls the OpenAI API like a client does, the options of a run, the shape,
+and the sink that carries every request record to one JSONL file (through the master in distributed runs).
+
+Importing this module imports Locust, which monkey-patches the interpreter with gevent: only
+`loadtest/locustfile.py` (run by the `locust` process) imports it, never the `tierserve` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from argparse import Namespace
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from locust import LoadTestShape, User, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtest.records import RecordWriter, RequestRecord
+from loadtest.workloads import RequestSpec, Workload, build_workload, scenario, shape_target
+
+__all__ = ["ChatUser", "ScenarioShape", "add_options", "install"]
+
+logger = logging.getLogger(__name__)
+_CONTEXT_ATTR = "tierserve_loadtest"  # where the run's shared state hangs on the Locust Environment
+_REPORT_KEY = "tierserve_records"
+
+
+def add_options(parser: Any) -> None:
+    """Locust command-line options of a tierserve run; also editable in the web UI, and sent to workers."""
+    parser.add_argument("--scenario", default="chat", help="chat, cache, routed, step, burst, soak")
+    parser.add_argument("--api-key", default="", env_var="TIERSERVE_API_KEY", help="Bearer key", is_secret=True)
+    parser.add_argument("--model", default="auto", help="model alias to ask for (auto lets the router pick)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="cap on output tokens per request")
+    parser.add_argument("--records", default="loadtest-records.jsonl", help="JSONL file of per-request records")
+    parser.add_argument("--dataset-size", type=int, default=500, help="ShareGPT conversations to sample from")
+    parser.add_argument("--think-time", default="0.5,2", help="MIN,MAX seconds a user waits between requests")
+    parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds before a request fails")
+    parser.add_argument("--run-seed", type=int, default=0, help="request seed; 0: a fresh one per run")
+
+
+@dataclass
+class RunContext:
+    """State one load-generating process shares between its users."""
+
+    options: Namespace
+    workload: Workload
+    worker: str
+    writer: RecordWriter | None = None  # local runner and master write; workers ship
+    pending: list[str] = field(default_factory=list)
+
+    def add(self, record: RequestRecord) -> None:
+        if self.writer is not None:
+            self.writer.write([record])
+        else:
+            self.pending.append(record.to_json())
+
+
+def _context(environment: Environment) -> RunContext:
+    context = getattr(environment, _CONTEXT_ATTR, None)
+    if context is None:  # users built before the first spawn message reached a worker
+        context = _build_context(environment)
+        setattr(environment, _CONTEXT_ATTR, context)
+    if not isinstance(context, RunContext):
+        raise TypeError("environment carries no tierserve run context")
+    return context
+
+
+def _build_context(environment: Environment) -> RunContext:
+    options = environment.parsed_options or Namespace()
+    seed = int(getattr(options, "run_seed", 0)) or int(time.time())
+    workload = build_workload(
+        getattr(options, "scenario", "chat"),
+        max_tokens=int(getattr(options, "max_tokens", 64)),
+        seed=seed,
+        model=getattr(options, "model", "auto"),
+        dataset_size=int(getattr(options, "dataset_size", 500)),
+    )
+    runner = environment.runner
+    worker = getattr(runner, "client_id", "") if isinstance(runner, WorkerRunner) else "local"
+    writer = None if isinstance(runner, WorkerRunner) else RecordWriter(Path(options.records))
+    return RunContext(options, workload, worker, writer)
+
+
+def install(environment: Environment, **_: Any) -> None:
+    """Wire the record sink for this process's role (Locust's `init` event)."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        # Records ride on the stats report a worker sends its master every few seconds, and on its last one.
+        def report(client_id: str, data: dict[str, Any]) -> None:
+            context = getattr(environment, _CONTEXT_ATTR, None)
+            if isinstance(context, RunContext) and context.pending:
+                data[_REPORT_KEY], context.pending = context.pending, []
+
+        environment.events.report_to_master.add_listener(report)  # type: ignore[no-untyped-call]
+        return
+    if isinstance(runner, MasterRunner):
+
+        def receive(client_id: str, data: dict[str, Any]) -> None:
+            lines = data.get(_REPORT_KEY)
+            if lines:
+                _context(environment).writer.write_raw(lines)  # type: ignore[union-attr]
+
+        environment.events.worker_report.add_listener(receive)  # type: ignore[no-untyped-call]
+
+    def close(**_: Any) -> None:
+        context = getattr(environment, _CONTEXT_ATTR, None)
+        if isinstance(context, RunContext) and context.writer is not None:
+            context.writer.close()
+
+    environment.events.quitting.add_listener(close)  # type: ignore[no-untyped-call]
+
+
+class ChatUser(User):  # type: ignore[misc]
+    """One client of the OpenAI API: streams most answers (TTFT = first content chunk), some not."""
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.tierserve = _context(environment)
+        low, _, high = str(getattr(self.tierserve.options, "think_time", "0.5,2")).partition(",")
+        self.think = (float(low), float(high or low))
+        self.rng = random.Random()
+        key = getattr(self.tierserve.options, "api_key", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        timeout = float(getattr(self.tierserve.options, "request_timeout", 300.0))
+        # httpx, like the official openai client: its stream yields each SSE line as it arrives
+        self.http = httpx.Client(base_url=str(self.host or ""), headers=headers, timeout=timeout)
+
+    def wait_time(self) -> float:  # type: ignore[override]
+        return self.rng.uniform(*self.think)
+
+    def on_stop(self) -> None:
+        self.http.close()
+
+    @task
+    def chat(self) -> None:
+        spec = self.tierserve.workload.next_request(self.rng)
+        record = self._call(spec)
+        self.tierserve.add(record)
+        exception = RuntimeError(record.error) if record.error else None
+        context = {"tier": record.tier, "cache": record.cache}
+        kind = "STREAM" if spec.stream else "POST"
+        self.environment.events.request.fire(
+            request_type=kind,
+            name=spec.name,
+            response_time=record.e2e_s * 1e3,
+            response_length=record.output_tokens,
+            exception=exception,
+            context=context,
+        )
+        if record.ttft_s is not None:  # its own row in Locust's UI: TTFT percentiles live, next to e2e
+            self.environment.events.request.fire(
+                request_type="TTFT",
+                name=spec.name,
+                response_time=record.ttft_s * 1e3,
+                response_length=0,
+                exception=None,
+                context=context,
+            )
+
+    def _call(self, spec: RequestSpec) -> RequestRecord:
+        started_at, started = time.time(), time.perf_counter()
+        fields: dict[str, Any] = {"status": 0, "ok": False}
+        try:
+            if spec.stream:
+                fields |= self._stream(spec, started)
+            else:
+                response = self.http.post("/v1/chat/completions", json=spec.body)
+                fields |= _headers(response)
+                if response.status_code == 200:
+                    usage = response.json().get("usage") or {}
+                    fields |= {"ok": True, **_usage(usage)}
+                else:
+                    fields["error"] = f"{response.status_code}: {response.text[:200]}"
+        except (httpx.HTTPError, OSError) as error:
+            fields["error"] = f"connection: {type(error).__name__}: {error}"[:300]
+        except ValueError as error:  # a body that is not the JSON the API promises
+            fields |= {"ok": False, "error": f"inband: bad JSON: {error}"[:300]}
+        return RequestRecord(
+            start=started_at,
+            e2e_s=time.perf_counter() - started,
+            scenario=self.tierserve.workload.scenario.name,
+            name=spec.name,
+            stream=spec.stream,
+            users=self.environment.runner.user_count if self.environment.runner else 0,
+            worker=self.tierserve.worker,
+            **fields,
+        )
+
+    def _stream(self, spec: RequestSpec, started: float) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        ttft: float | None = None
+        last = 0.0
+        gaps: list[float] = []
+        with self.http.stream("POST", "/v1/chat/completions", json=spec.body) as response:
+            fields |= _headers(response)
+            if response.status_code != 200:
+                response.read()
+                return fields | {"error": f"{response.status_code}: {response.text[:200]}"}
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:  # the stream had started: the error arrives in-band
+                    return fields | {"error": f"inband: {json.dumps(chunk['error'])[:200]}"}
+                if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
+                    now = time.perf_counter()
+                    if ttft is None:
+                        ttft = now - started
+                    else:
+                        gaps.append(now - last)
+                    last = now
+                if chunk.get("usage"):
+                    fields |= _usage(chunk["usage"])
+        return fields | {"ok": True, "ttft_s": ttft, "itl_s": tuple(gaps)}
+
+
+def _headers(response: httpx.Response) -> dict[str, Any]:
+    score = response.headers.get("x-tierserve-route-score")
+    try:
+        route_score = float(score) if score else None
+    except ValueError:
+        route_score = None
+    return {
+        "status": response.status_code,
+        "tier": response.headers.get("x-tierserve-tier") or "unknown",
+        "cache": response.headers.get("x-tierserve-cache") or "unknown",
+        "route_score": route_score,
+    }
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, int]:
+    return {
+        "output_tokens": int(usage.get("completion_tokens") or 0),
+        "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+    }
+
+
+class ScenarioShape(LoadTestShape):  # type: ignore[misc]
+    """The scenario's shape (constant, step, burst) scaled to --users, --spawn-rate and --run-time."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | None:
+        runner = self.runner
+        options = runner.environment.parsed_options if runner is not None else None
+        if options is None:
+            return None
+        run_time = float(options.run_time or 0) or scenario(options.scenario).default_duration_s
+        kind = scenario(options.scenario).shape
+        elapsed = time.perf_counter() - self.start_time
+        return shape_target(kind, int(options.num_users or 1), float(options.spawn_rate or 1), run_time, elapsed)
