@@ -42,6 +42,12 @@ class CacheConfig(BaseModel):
         "0.86 was picked on tests/data/cache_pairs_dev.jsonl by the rule in docs/cache-verification.md (lower it "
         "for more hits at more false hits).",
     )
+    timing_protection: bool = Field(
+        default=False,
+        description="Make another tenant's questions undetectable by timing: vLLM's prefix cache is salted per "
+        "tenant (a prompt another tenant sent is computed from scratch). The semantic cache and its "
+        "single-flight are per tenant in any case.",
+    )
     candidates: int = Field(default=4, ge=1, le=64, description="Nearest neighbours checked per lookup.")
     ttl_s: int = Field(default=86_400, ge=1, description="Lifetime of a stored answer in seconds.")
     max_temperature: float = Field(

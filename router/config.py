@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class FeatureWeights(BaseModel):
-    """Weights of the heuristic difficulty features; the score is a logistic of their weighted sum."""
+    """Heuristic scorer weights (a logistic of the weighted features); the trained scorer adds `output_length`
+    and `turns` as priors, which its single-turn training data cannot teach."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -19,6 +23,34 @@ class FeatureWeights(BaseModel):
     turns: float = Field(default=0.3, description="Per earlier conversation turn.")
 
 
+class TenantRouting(BaseModel):
+    """Routing overrides for one tenant's `model="auto"` requests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pin_tier: str | None = Field(default=None, description="Send every auto request of this tenant to this tier.")
+    max_tier: str | None = Field(
+        default=None,
+        description="Highest tier this tenant may use: routed requests are capped to it, "
+        "explicit ones above it get 403.",
+    )
+
+
+class EscalationConfig(BaseModel):
+    """Retry a routed request once on the next tier up when its tier could not answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=False, description='Escalate routed (`model="auto"`) requests at all.')
+    on_error: bool = Field(
+        default=True,
+        description="Escalate when the tier fails (5xx: down, engine error) before any text was sent; not on timeouts.",
+    )
+    on_empty_length: bool = Field(
+        default=True, description="Escalate when the tier stops at max_tokens having produced no text."
+    )
+
+
 class RouterConfig(BaseModel):
     """Maps a difficulty score in [0, 1] to a tier: tier i serves scores below thresholds[i]."""
 
@@ -26,9 +58,33 @@ class RouterConfig(BaseModel):
 
     thresholds: list[float] = Field(
         default_factory=lambda: [0.5],
-        description="Ascending cut points in (0, 1); exactly one fewer than there are tiers.",
+        description="Ascending cut points in (0, 1); exactly one fewer than there are tiers "
+        "(`tierserve router calibrate` sets them from a target traffic share per tier).",
+    )
+    scorer: Literal["trained", "heuristic"] = Field(
+        default="trained",
+        description="`trained`: logistic model over the request embedding + surface features (shipped weights); "
+        "`heuristic`: hand-weighted surface features only.",
+    )
+    weights_path: Path | None = Field(
+        default=None, description="Weights of the trained scorer (`tierserve router train --out`); unset: shipped."
     )
     weights: FeatureWeights = Field(default_factory=FeatureWeights, description="Heuristic scorer weights.")
+    embed_when_bypassed: bool = Field(
+        default=True,
+        description="Embed the prompt for the router even when the cache is bypassed (hot sampling, Redis down); "
+        "false: score those from surface features only. Without a cache there is never an embedding.",
+    )
+    request_overrides: bool = Field(
+        default=True,
+        description="Honour the `x-tierserve-pin-tier` / `x-tierserve-max-tier` request headers on auto requests.",
+    )
+    tenants: dict[str, TenantRouting] = Field(
+        default_factory=dict, description="Per-tenant routing overrides (tenant id -> pin/cap)."
+    )
+    escalation: EscalationConfig = Field(
+        default_factory=EscalationConfig, description="Retry once on the next tier when a routed tier fails."
+    )
 
     @field_validator("thresholds")
     @classmethod
@@ -38,3 +94,10 @@ class RouterConfig(BaseModel):
         if any(b <= a for a, b in zip(value, value[1:], strict=False)):
             raise ValueError("thresholds must be strictly ascending")
         return value
+
+    def tier_names_used(self) -> set[str]:
+        """Tier names this config refers to (checked against the stack's tiers)."""
+        names: set[str] = set()
+        for tenant in self.tenants.values():
+            names.update(n for n in (tenant.pin_tier, tenant.max_tier) if n is not None)
+        return names

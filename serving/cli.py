@@ -17,7 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cache.cli import add_eval_command
+from loadtest.cli import add_loadtest_command
 from serving.config import ConfigError, StackConfig, load_config
+from serving.ingress import ingress_environment
+from serving.router_cli import build_router_app
 
 app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + Ray Serve.", no_args_is_help=True)
 models_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
@@ -27,6 +30,8 @@ cache_app = typer.Typer(help="Operate the semantic cache of a running stack (adm
 app.add_typer(config_app, name="config")
 app.add_typer(cache_app, name="cache")
 add_eval_command(cache_app)  # tierserve cache eval --pairs FILE.jsonl
+add_loadtest_command(app)  # tierserve loadtest --scenario NAME (Locust runs in its own process)
+app.add_typer(build_router_app(), name="router")  # tierserve router train|eval|calibrate|explain
 
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Stack config YAML.")]
@@ -186,12 +191,21 @@ def serve(
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import ray
+
+    started = time.perf_counter()
+    with ingress_environment(stack.gateway):
+        if stack.ray.address is not None and stack.gateway.ingress == "haproxy":
+            console.print("[yellow]joined a running Ray cluster: it keeps the ingress settings it was started with[/]")
+        ray.init(address=stack.ray.address, num_cpus=stack.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+        _serve_until_stopped(stack, ready_timeout, started)
+
+
+def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: float) -> None:
+    import ray
     from ray import serve as ray_serve
 
     from serving.app import build_app
 
-    started = time.perf_counter()
-    ray.init(address=stack.ray.address, num_cpus=stack.ray.num_cpus, include_dashboard=False, log_to_driver=True)
     # SIGTERM (systemd, make) gets the same clean shutdown as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     url = f"http://{stack.gateway.host}:{stack.gateway.port}"

@@ -18,7 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from cache import CacheStore, LookalikeVerifier, SemanticCache, SentenceTransformerEmbedder
-from router import HeuristicScorer, Router, ThresholdPolicy
+from router import build_router
 from serving.config import EngineConfig, TierConfig, parse_config
 from serving.engine import (
     Delta,
@@ -72,6 +72,7 @@ class ModelServer:
             request_id=str(payload.get("request_id") or f"gen-{time.time_ns()}"),
             messages=payload.get("messages"),
             prompt=payload.get("prompt"),
+            cache_salt=payload.get("cache_salt"),
             sampling=SamplingOptions(
                 max_tokens=sampling.get("max_tokens"),
                 temperature=float(sampling.get("temperature", 1.0)),
@@ -204,10 +205,7 @@ class Gateway:
             store = CacheStore(stack.cache.redis, redis_url)
             cache = SemanticCache(stack.cache, embedder, store, LookalikeVerifier(stack.cache.verify))
             cache.start()  # follow the other replicas' inserts and deletes
-        router = Router(
-            HeuristicScorer(stack.router.weights),
-            ThresholdPolicy([t.name for t in stack.tiers], stack.router.thresholds),
-        )
+        router = build_router(stack.router, [t.name for t in stack.tiers])
         self._cache = cache
         self._service = GatewayService(
             stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics()

@@ -36,6 +36,7 @@ class GenerationRequest:
     sampling: SamplingOptions
     messages: Sequence[dict[str, str]] | None = None
     prompt: str | None = None
+    cache_salt: str | None = None  # prefix-cache isolation: prompts only share KV blocks with the same salt
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class VLLMEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         from vllm.exceptions import VLLMClientError
+        from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind, SamplingParams
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -176,7 +178,10 @@ class VLLMEngine:
         yield Started(prompt_tokens=len(prompt_ids))
         completion_tokens = 0
         try:
-            async for output in self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id):
+            prompt = TokensPrompt(prompt_token_ids=prompt_ids)
+            if request.cache_salt is not None:
+                prompt["cache_salt"] = request.cache_salt
+            async for output in self._engine.generate(prompt, params, request.request_id):
                 completion = output.outputs[0]
                 completion_tokens += len(completion.token_ids)
                 if completion.text:

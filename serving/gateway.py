@@ -7,6 +7,7 @@ and over fakes in unit tests. Only plain data (dicts) crosses to a tier.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import time
@@ -16,12 +17,14 @@ from functools import partial
 from typing import Any, Protocol
 
 from cache import CachedAnswer, Outcome, SemanticCache, namespace_key
-from router import RouteInput, Router
+from router import Decision, Overrides, RouteInput, Router
+from router.policy import Failure
 from serving.config import AUTO_MODEL, StackConfig
 from serving.errors import (
     AuthenticationFailed,
     Forbidden,
     GatewayTimeout,
+    InvalidRequest,
     NotFound,
     ServingError,
     TierUnavailable,
@@ -59,6 +62,35 @@ class Job:
     include_usage: bool
     temperature: float
     max_tokens: int | None
+    # Per-request routing overrides (x-tierserve-pin-tier / x-tierserve-max-tier), for model="auto".
+    route_pin: str | None = None
+    route_cap: str | None = None
+
+
+PIN_TIER_HEADER = "x-tierserve-pin-tier"
+MAX_TIER_HEADER = "x-tierserve-max-tier"
+
+
+def with_route_overrides(job: Job, headers: Mapping[str, str]) -> Job:
+    """The job with the request's routing override headers (validated against the tiers in `handle`)."""
+    pin = headers.get(PIN_TIER_HEADER) or None
+    cap = headers.get(MAX_TIER_HEADER) or None
+    return job if pin is None and cap is None else dataclasses.replace(job, route_pin=pin, route_cap=cap)
+
+
+async def _replay_then(
+    buffered: list[dict[str, Any]], rest: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    """Events already read (while deciding whether to escalate), then the rest of the tier's stream."""
+    try:
+        for event in buffered:
+            yield event
+        async for event in rest:
+            yield event
+    finally:
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            await close()
 
 
 @dataclass
@@ -72,6 +104,10 @@ class Reply:
 class _Accounting:
     started: float = field(default_factory=time.perf_counter)
     ttft: float | None = None
+
+
+class _EmptyAnswer(Exception):
+    """The tier stopped at max_tokens without producing any text."""
 
 
 @dataclass
@@ -212,6 +248,14 @@ class GatewayService:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
             raise AuthenticationFailed("Incorrect or missing admin key.")
 
+    def _tier_payload(self, job: Job) -> dict[str, Any]:
+        payload = {**job.payload, "request_id": job.request_id}
+        if self._config.cache.timing_protection:
+            # vLLM shares prefix-cache blocks between identical prompts; salting them per tenant means another
+            # tenant's earlier prompt can never make this one faster, so its first token cannot tell.
+            payload["cache_salt"] = job.tenant
+        return payload
+
     def authenticate(self, authorization: str | None) -> str:
         keys = self._config.gateway.api_keys
         if not keys:
@@ -235,6 +279,7 @@ class GatewayService:
                 f"The model '{job.model}' does not exist. Available: {', '.join([AUTO_MODEL, *self._tiers])}.",
                 param="model",
             )
+        overrides = self._overrides(job)
         acct = _Accounting()
         headers = {"x-request-id": job.request_id}
         visit = await self._consult_cache(job)
@@ -246,19 +291,12 @@ class GatewayService:
         outcome, namespace, vector = visit.outcome, visit.namespace, visit.vector
         headers["x-tierserve-cache"] = outcome.value
 
+        decision: Decision | None = None
         if job.model == AUTO_MODEL:
-            with self._timed("route"):
-                decision = self._router.route(
-                    RouteInput(
-                        text=job.query,
-                        max_tokens=job.max_tokens,
-                        earlier_turns=sum(1 for role, _ in job.context if role == "user"),
-                        embedding=vector,
-                    )
-                )
+            decision = await self._route(job, vector, overrides)
             tier = decision.tier
             headers["x-tierserve-route-score"] = f"{decision.score:.4f}"
-            self._metrics.route_score.observe(decision.score)
+            headers["x-tierserve-route-reason"] = decision.reason
         else:
             tier = job.model
         headers["x-tierserve-tier"] = tier
@@ -267,21 +305,32 @@ class GatewayService:
         call = _LiveCall(
             job=job,
             tier=tier,
-            events=self._tiers[tier].generate({**job.payload, "request_id": job.request_id}),
+            events=self._tiers[tier].generate(self._tier_payload(job)),
             store=store,
             acct=acct,
             deadline=asyncio.get_running_loop().time() + self._config.gateway.request_timeout_s,
             flight=visit.flight,
             on_close=partial(self._inflight.pop, visit.flight_key, None) if visit.flight is not None else None,
         )
-        try:
-            # Wait for the tier to accept the request before any header leaves: a rejection (context
-            # too long, tier down) is still a proper HTTP error, not a broken stream.
-            first = await self._next_event(call)
-        except ServingError as error:
-            self._count(job, tier, outcome.value, error.status)
-            await call.close()
-            raise
+        escalated_from: str | None = None
+        while True:
+            try:
+                # Wait for the tier to accept the request before any header leaves: a rejection (context
+                # too long, tier down) is still a proper HTTP error, not a broken stream.
+                first = await self._next_event(call)
+                if escalated_from is None and self._escalation_target(decision, call.tier, overrides, None):
+                    await self._settle(call)
+                break
+            except (ServingError, _EmptyAnswer) as error:
+                target = None if escalated_from else self._escalation_target(decision, call.tier, overrides, error)
+                if target is None:
+                    status = error.status if isinstance(error, ServingError) else 500
+                    self._count(job, call.tier, outcome.value, status)
+                    await call.close()
+                    raise
+                call, escalated_from = await self._escalate(call, target, error), call.tier
+                headers |= {"x-tierserve-tier": target, "x-tierserve-escalated-from": escalated_from}
+        tier = call.tier
         if first.get("replica"):
             headers["x-tierserve-replica"] = str(first["replica"])
         formatter = ResponseFormatter(job.endpoint, job.request_id, tier)
@@ -294,6 +343,105 @@ class GatewayService:
             raise
         finally:
             await call.close()
+
+    def _overrides(self, job: Job) -> Overrides:
+        """Pin/cap for this request: the request's headers (if allowed) within the tenant's own limits."""
+        routing = self._config.router
+        for header, value in ((PIN_TIER_HEADER, job.route_pin), (MAX_TIER_HEADER, job.route_cap)):
+            if value is not None and value not in self._tiers:
+                raise InvalidRequest(
+                    f"{header}: unknown tier '{value}'. Tiers: {', '.join(self._tiers)}.", code="invalid_tier"
+                )
+        tenant = routing.tenants.get(job.tenant)
+        cap = tenant.max_tier if tenant is not None else None
+        if job.model == AUTO_MODEL:
+            return self._router.overrides(tenant, job.route_pin, job.route_cap, routing.request_overrides)
+        if cap is not None and self._router.policy.rank(job.model) > self._router.policy.rank(cap):
+            raise Forbidden(
+                f"This API key may use tiers up to '{cap}'; '{job.model}' is above it.",
+                param="model",
+                code="tier_not_allowed",
+            )
+        return Overrides()
+
+    async def _route(self, job: Job, vector: Any, overrides: Overrides) -> Decision:
+        """Score and pick a tier; reuses the cache's embedding, or embeds when the cache was bypassed."""
+        if vector is None and self._cache is not None and self._config.router.embed_when_bypassed:
+            try:
+                with self._timed("embed"):
+                    vector = await self._cache.embed_async(job.query)
+            except Exception as error:  # the router then scores from surface features alone
+                logger.warning("embedding for the router failed for request %s: %r", job.request_id, error)
+        request = RouteInput(
+            text=job.query,
+            max_tokens=job.max_tokens,
+            earlier_turns=sum(1 for role, _ in job.context if role == "user"),
+            embedding=vector,
+        )
+        with self._timed("route"):
+            decision = self._router.route(request, overrides)
+        self._metrics.route_score.observe(decision.score)
+        self._metrics.route_decisions.labels(decision.tier, decision.reason).inc()
+        logger.info(
+            "request %s routed to %s (score %.4f, %s, %s)",
+            job.request_id,
+            decision.tier,
+            decision.score,
+            decision.reason,
+            "embedding" if vector is not None else "features only",
+        )
+        return decision
+
+    def _escalation_target(
+        self, decision: Decision | None, tier: str, overrides: Overrides, error: ServingError | _EmptyAnswer | None
+    ) -> str | None:
+        """The next tier up, when this routed request may escalate (for `error`, or at all when None)."""
+        if decision is None:
+            return None
+        # A timeout has used the request's time already; a 4xx would fail on any tier.
+        if isinstance(error, ServingError) and (error.status < 500 or isinstance(error, GatewayTimeout)):
+            return None
+        rules = self._config.router.escalation
+        if error is None:
+            # Watching the start of the answer only pays when an empty answer would be retried.
+            return self._router.escalation_target(rules, tier, overrides.cap, "empty_length")
+        failure: Failure = "empty_length" if isinstance(error, _EmptyAnswer) else "error"
+        return self._router.escalation_target(rules, tier, overrides.cap, failure)
+
+    async def _settle(self, call: _LiveCall) -> None:
+        """Read until the first text (or the end) before answering: an empty answer cut at max_tokens
+        raises _EmptyAnswer while it can still be retried on the next tier. What was read is replayed."""
+        buffered: list[dict[str, Any]] = []
+        while True:
+            event = await self._next_event(call)
+            buffered.append(event)
+            if event["event"] == "delta" and event["text"]:
+                break
+            if event["event"] == "end":
+                if event["finish_reason"] == "length":
+                    raise _EmptyAnswer()
+                break
+        call.events = _replay_then(buffered, call.events)
+
+    async def _escalate(self, call: _LiveCall, target: str, error: ServingError | _EmptyAnswer) -> _LiveCall:
+        reason = "empty_length" if isinstance(error, _EmptyAnswer) else "error"
+        self._metrics.escalations.labels(call.tier, target, reason).inc()
+        logger.info("request %s escalated from %s to %s (%s)", call.job.request_id, call.tier, target, reason)
+        job = call.job
+        # The single-flight followers now wait for the escalated call's answer.
+        flight, on_close = call.flight, call.on_close
+        call.flight = call.on_close = None
+        await call.close()
+        return _LiveCall(
+            job=job,
+            tier=target,
+            events=self._tiers[target].generate(self._tier_payload(job)),
+            store=call.store,
+            acct=call.acct,
+            deadline=call.deadline,
+            flight=flight,
+            on_close=on_close,
+        )
 
     async def _consult_cache(self, job: Job) -> _CacheVisit:
         """Look the request up; on a miss, either join the identical generation in flight or lead one."""
@@ -490,6 +638,15 @@ class GatewayService:
                 + completion_tokens * price.price_per_1k_completion_tokens
             ) / 1000
             m.cost.labels(tier, job.tenant).inc(cost)
+            # What the same tokens would have cost on the largest tier: the routing's saving is the difference.
+            largest = self._config.tiers[-1]
+            m.cost_largest.labels(job.tenant).inc(
+                (
+                    prompt_tokens * largest.price_per_1k_prompt_tokens
+                    + completion_tokens * largest.price_per_1k_completion_tokens
+                )
+                / 1000
+            )
 
     def _count(self, job: Job, tier: str, cache: str, status: int) -> None:
         self._metrics.requests.labels(job.endpoint, tier, cache, str(status)).inc()

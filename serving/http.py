@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache
 from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
-from serving.gateway import GatewayService, Reply, job_from_chat, job_from_completion
+from serving.gateway import GatewayService, Reply, job_from_chat, job_from_completion, with_route_overrides
 from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse, InvalidateRequest
 
 logger = logging.getLogger(__name__)
@@ -99,13 +99,15 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     async def chat_completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
         body = await _parse(request, ChatCompletionRequest, max_bytes)
-        return _respond(await service.handle(job_from_chat(body, _request_id(request), tenant)))
+        job = with_route_overrides(job_from_chat(body, _request_id(request), tenant), request.headers)
+        return _respond(await service.handle(job))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
         body = await _parse(request, CompletionRequest, max_bytes)
-        return _respond(await service.handle(job_from_completion(body, _request_id(request), tenant)))
+        job = with_route_overrides(job_from_completion(body, _request_id(request), tenant), request.headers)
+        return _respond(await service.handle(job))
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

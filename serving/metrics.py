@@ -56,5 +56,24 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.route_decisions = Counter(
+            "tierserve_route_decisions",
+            "Routed (model=auto) requests by chosen tier and reason (score, pinned, capped).",
+            ["tier", "reason"],
+            registry=self.registry,
+        )
+        self.escalations = Counter(
+            "tierserve_router_escalations",
+            "Routed requests retried on the next tier up (reason: error, empty_length).",
+            ["from_tier", "to_tier", "reason"],
+            registry=self.registry,
+        )
+        self.cost_largest = Counter(
+            "tierserve_cost_largest_tier_usd",
+            "What the generated answers would have cost on the largest tier (minus tierserve_cost_usd: the saving).",
+            ["tenant"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

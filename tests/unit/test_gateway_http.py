@@ -806,7 +806,8 @@ async def test_metrics_count_requests_by_tier_and_cache(stack: Stack) -> None:
     # Price of the two generated answers: (9 * 1.0 + 4 * 2.0) / 1000 each, for tenant alpha; hits cost nothing.
     assert sample_value(stack, "tierserve_cost_usd_total", tier="small", tenant="alpha") == pytest.approx(0.034)
     assert sample_value(stack, "tierserve_cost_usd_total", tier="cache", tenant="alpha") is None
-    assert sample_value(stack, "tierserve_stage_seconds_count", stage="embed") == 2  # the hot request skipped it
+    # The hot request skipped the cache but was embedded for the router (router.embed_when_bypassed).
+    assert sample_value(stack, "tierserve_stage_seconds_count", stage="embed") == 3
 
 
 # ------------------------------------------------------------------------------ the official client

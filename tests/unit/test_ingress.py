@@ -1,0 +1,43 @@
+"""The HAProxy ingress environment: per-stack files and ports, operator overrides win, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from serving.config import GatewayConfig
+from serving.ingress import haproxy_environment, ingress_environment
+
+
+def test_each_stack_gets_its_own_files_and_free_ports(tmp_path: Path) -> None:
+    first = haproxy_environment(GatewayConfig(), tmp_path / "a")
+    second = haproxy_environment(GatewayConfig(), tmp_path / "b")
+    assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    for key in ("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", "RAY_SERVE_HAPROXY_SOCKET_PATH"):
+        assert Path(first[key]).parent == tmp_path / "a" and first[key] != second[key]
+    ports = {first["RAY_SERVE_HAPROXY_METRICS_PORT"], first["RAY_SERVE_HAPROXY_STATS_PORT"]}
+    assert len(ports) == 2 and all(1024 < int(p) < 65536 for p in ports)
+    assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0.0"
+    assert haproxy_environment(GatewayConfig(haproxy_threads=3), tmp_path)["RAY_SERVE_HAPROXY_NBTHREAD"] == "3"
+
+
+def test_environment_is_set_while_the_stack_runs_and_removed_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_NBTHREAD", "7")  # the operator's choice
+    with ingress_environment(GatewayConfig()) as applied:
+        assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        assert os.environ["RAY_SERVE_HAPROXY_NBTHREAD"] == "7" and "RAY_SERVE_HAPROXY_NBTHREAD" not in applied
+        run_dir = Path(applied["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+        # Ray inserts a 64-character directory before the socket name; HAProxy allows 97 bytes in all.
+        assert run_dir.is_dir() and len(applied["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 65 <= 97
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
+    assert os.environ["RAY_SERVE_HAPROXY_NBTHREAD"] == "7"
+    assert not run_dir.exists()
+
+
+def test_python_proxy_sets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    with ingress_environment(GatewayConfig(ingress="proxy")) as applied:
+        assert applied == {} and "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
