@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache
 from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
-from serving.gateway import GatewayService, Reply, job_from_chat, job_from_completion, with_route_overrides
+from serving.gateway import GatewayService, Reply
+from serving.jobs import job_from_chat, job_from_completion, with_route_overrides
 from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse, InvalidateRequest
 
 logger = logging.getLogger(__name__)
