@@ -63,4 +63,30 @@ def ingress_environment(gateway: GatewayConfig) -> Iterator[dict[str, str]]:
     finally:
         for key in applied:
             os.environ.pop(key, None)
+        stop_haproxy(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def stop_haproxy(run_dir: Path, timeout_s: float = 5.0) -> list[int]:
+    """Stops the HAProxy processes that read their config from `run_dir`; returns their pids.
+
+    Ray's HAProxyManager actor starts HAProxy as a child process but does not stop it when Serve and Ray shut
+    down (seen after every e2e run: an `haproxy -db -f <run_dir>/...` left behind with parent 1), so the stack
+    that chose the run directory stops what runs from it.
+    """
+    import psutil
+
+    marker = str(run_dir)
+    found = []
+    for process in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            cmdline = process.info["cmdline"] or []
+            if "haproxy" in (process.info["name"] or "") and any(marker in part for part in cmdline):
+                process.terminate()
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    _, alive = psutil.wait_procs(found, timeout=timeout_s)
+    for process in alive:
+        process.kill()
+    return [process.pid for process in found]

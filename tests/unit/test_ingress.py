@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from serving.config import GatewayConfig
-from serving.ingress import haproxy_environment, ingress_environment
+from serving.ingress import haproxy_environment, ingress_environment, stop_haproxy
 
 
 def test_each_stack_gets_its_own_files_and_free_ports(tmp_path: Path) -> None:
@@ -41,3 +41,24 @@ def test_python_proxy_sets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
     with ingress_environment(GatewayConfig(ingress="proxy")) as applied:
         assert applied == {} and "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
+
+
+def test_haproxy_left_running_from_the_run_dir_is_stopped(tmp_path: Path) -> None:
+    # A stand-in process named haproxy whose command line names the run directory, like Ray's HAProxy.
+    import shutil
+    import subprocess
+    import sys
+
+    fake = tmp_path / "haproxy"
+    shutil.copy(sys.executable, fake)
+    config = tmp_path / "run" / "haproxy.cfg"
+    child = subprocess.Popen([str(fake), "-c", "import time; time.sleep(60)", str(config)])
+    other = subprocess.Popen([str(fake), "-c", "import time; time.sleep(60)", "/elsewhere/haproxy.cfg"])
+    try:
+        assert stop_haproxy(tmp_path / "run") == [child.pid]
+        assert child.wait(timeout=10) is not None
+        assert other.poll() is None  # another stack's HAProxy is left alone
+    finally:
+        for process in (child, other):
+            process.kill()
+            process.wait()
