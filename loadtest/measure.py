@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -12,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from loadtest.sse import asse_chunks, has_content
 
 logger = logging.getLogger(__name__)
 
@@ -95,16 +96,10 @@ async def chat_stream(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         cache = response.headers.get("x-tierserve-cache", "")
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            chunk = json.loads(data)
+        async for chunk in asse_chunks(response.aiter_lines()):
             if "error" in chunk:
                 raise RuntimeError(f"in-band error: {chunk['error']}")
-            if ttft is None and any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
+            if ttft is None and has_content(chunk):
                 ttft = time.perf_counter() - started
             if chunk.get("usage"):
                 tokens = int(chunk["usage"].get("completion_tokens", 0))

@@ -22,6 +22,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest.records import RecordWriter, RequestRecord
+from loadtest.sse import has_content, sse_chunks
 from loadtest.workloads import RequestSpec, Workload, build_workload, scenario, shape_target
 
 __all__ = ["ChatUser", "ScenarioShape", "add_options", "install"]
@@ -202,16 +203,10 @@ class ChatUser(User):  # type: ignore[misc]
             if response.status_code != 200:
                 response.read()
                 return fields | {"error": f"{response.status_code}: {response.text[:200]}"}
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
+            for chunk in sse_chunks(response.iter_lines()):
                 if "error" in chunk:  # the stream had started: the error arrives in-band
                     return fields | {"error": f"inband: {json.dumps(chunk['error'])[:200]}"}
-                if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
+                if has_content(chunk):
                     now = time.perf_counter()
                     if ttft is None:
                         ttft = now - started
