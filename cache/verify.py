@@ -175,7 +175,7 @@ class Facts:
     units_bare: frozenset[str]
     names: tuple[str, ...]
     directions: frozenset[tuple[str, str]]
-    sequence: tuple[str, ...]
+    sequence: tuple[tuple[str, str], ...]  # (word, stem), for the substitution check
 
 
 class LookalikeVerifier:
