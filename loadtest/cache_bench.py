@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 import psutil
 from rich.console import Console
+from rich.text import Text
 
 from loadtest import cache_compare as compare
 from loadtest import cache_parts as parts
@@ -224,7 +225,7 @@ def report(result: dict[str, Any], console: Console) -> None:
         rows.append(["miss through the gateway (generates)", *_stats(stack["miss"])])
     console.print(_table("1. The floor of a cache hit", ["part", "n", "p50 ms", "p99 ms", "mean ms"], rows))
     if "stack_error" in result:
-        console.print(f"[red]stack not measured: {result['stack_error'][:300]}[/red]")
+        console.print(Text(f"stack not measured: {result['stack_error'][:300]}", style="red"), soft_wrap=True)
     if stack:
         console.print(
             f"hit p50 / floor p50 = {_fmt(stack['hit_p50_over_floor_p50'])} (goal <= 1.5); headers"

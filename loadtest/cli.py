@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from loadtest.records import RequestRecord, read_records
 from loadtest.runner import (
@@ -39,7 +40,7 @@ DEFAULT_STACK_CONFIG = Path("configs/default.yaml")
 
 
 def _fail(console: Console, message: str, code: int) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(Text(f"error: {message}", style="red"), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -246,7 +247,7 @@ def _finish(
         console.print(f"report: {html}")
         extra = extra | {"report": str(html)}
     except ImportError as error:  # plotly missing: the verdict still stands
-        console.print(f"[yellow]no HTML report ({error})[/yellow]")
+        console.print(Text(f"no HTML report ({error})", style="yellow"), soft_wrap=True)
     if json_out is not None:
         write_json(json_out, verdict.as_dict(**extra))
         console.print(f"summary: {json_out}")

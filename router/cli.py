@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from router.calibrate import achieved_shares, parse_shares, thresholds_for_shares, write_thresholds
 from router.config import RouterConfig
@@ -57,7 +58,7 @@ _err = Console(stderr=True)
 
 
 def _fail(error: Exception, code: int = 2) -> typer.Exit:
-    _err.print(f"[red]error: {error}[/red]")
+    _err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -280,7 +281,10 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
         console.print(table)
         worst = max(abs(got[t] - shares[t]) for t in tiers)
         if worst > 0.05:
-            _err.print(f"[yellow]warning: a tier is {worst:.1%} off its share (many equal scores?)[/yellow]")
+            _err.print(
+                Text(f"warning: a tier is {worst:.1%} off its share (many equal scores?)", style="yellow"),
+                soft_wrap=True,
+            )
         prompt_tokens = float(np.mean([len(t) / 4 for t in texts]))  # ~4 characters a token
         cost = expected_cost(got, stack.tiers, prompt_tokens, completion_tokens)
         console.print(

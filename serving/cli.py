@@ -15,6 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from cache.cli import add_eval_command
 from loadtest.cli import add_loadtest_command
@@ -42,7 +43,7 @@ def _load(path: Path) -> StackConfig:
     try:
         return load_config(path)
     except ConfigError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(Text(f"{error}", style="red"), soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -72,7 +73,7 @@ def _prepare(config: StackConfig, force: bool = False) -> None:
             try:
                 prepare_model(name, config.models_dir / name, progress=report, force=force)
             except ModelPrepError as error:
-                console.print(f"[red]cannot prepare {name}: {error}[/red]")
+                console.print(Text(f"cannot prepare {name}: {error}", style="red"), soft_wrap=True)
                 raise typer.Exit(1) from None
             progress.update(task, completed=1.0, description="ready")
 
@@ -124,10 +125,10 @@ def _admin(
             timeout=120,
         )
     except httpx.HTTPError as error:
-        console.print(f"[red]cannot reach {url}: {error}[/red]")
+        console.print(Text(f"cannot reach {url}: {error}", style="red"), soft_wrap=True)
         raise typer.Exit(1) from None
     if response.status_code != 200:
-        console.print(f"[red]{response.status_code}: {response.text[:500]}[/red]")
+        console.print(Text(f"{response.status_code}: {response.text[:500]}", style="red"), soft_wrap=True)
         raise typer.Exit(1)
     return response
 
@@ -235,7 +236,7 @@ def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: floa
     except KeyboardInterrupt:
         console.print("\nstopping tierserve ...")
     except TimeoutError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(Text(f"{error}", style="red"), soft_wrap=True)
         raise typer.Exit(1) from None
     finally:
         try:

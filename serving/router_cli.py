@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from router.cli import RouterStack, TextEmbedder, add_router_commands
 from router.cost import TierPrice
@@ -27,7 +28,7 @@ def load_router_stack(path: Path) -> RouterStack:
     try:
         stack = load_config(path)
     except ConfigError as error:
-        Console(stderr=True).print(f"[red]{error}[/red]")
+        Console(stderr=True).print(Text(f"{error}", style="red"), soft_wrap=True)
         raise typer.Exit(2) from None
     prices = [TierPrice(t.name, t.price_per_1k_prompt_tokens, t.price_per_1k_completion_tokens) for t in stack.tiers]
     return RouterStack(router=stack.router, tiers=prices)
