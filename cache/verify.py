@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cache import lexicon as lx
 from cache.numbers import extract_numbers, is_number
+from cache.roles import roles_swapped
 from cache.substitution import SubstitutionCheck
 
 __all__ = ["Facts", "LookalikeVerifier", "VerifierConfig"]
@@ -239,7 +240,9 @@ class LookalikeVerifier:
             return False, "number"
         if config.names and _names_conflict(a, b):
             return False, "name"
-        if config.direction and any((y, x) in b.directions for x, y in a.directions if x != y):
+        if config.direction and (
+            any((y, x) in b.directions for x, y in a.directions if x != y) or roles_swapped(a.sequence, b.sequence)
+        ):
             return False, "direction"
         if config.substitution and self._substitution.swapped(a.sequence, b.sequence) is not None:
             return False, "substitution"

@@ -7,7 +7,7 @@ from router.factory import build_router, build_scorer
 from router.features import SURFACE_FEATURES, surface_vector
 from router.model import Explanation, RouterWeights, TrainedScorer, load_weights
 from router.policy import Decision, Overrides, Router, ThresholdPolicy
-from router.scorer import Features, HeuristicScorer, RouteInput, Scorer, extract_features
+from router.scorer import BlendedScorer, Features, HeuristicScorer, RouteInput, Scorer, extract_features
 
 __all__ = [
     "SURFACE_FEATURES",
@@ -17,6 +17,7 @@ __all__ = [
     "Explanation",
     "FeatureWeights",
     "Features",
+    "BlendedScorer",
     "HeuristicScorer",
     "Overrides",
     "RouteInput",

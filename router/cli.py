@@ -16,6 +16,7 @@ from typing import Annotated, Any, Protocol
 import numpy as np
 import typer
 from numpy.typing import NDArray
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -30,7 +31,7 @@ from router.evaluate import RoutingReport, evaluate_scores
 from router.factory import build_scorer
 from router.model import TrainedScorer, load_weights
 from router.policy import Router, ThresholdPolicy
-from router.scorer import RouteInput
+from router.scorer import HeuristicScorer, RouteInput
 from router.train import embed_prompts, split_of, train
 
 __all__ = ["RouterStack", "TextEmbedder", "add_router_commands"]
@@ -185,21 +186,29 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
         strong: Annotated[str | None, typer.Option(help="Strong model's correctness column.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         weights: Annotated[Path | None, typer.Option(help="Weights file (default: shipped).")] = None,
-        heuristic: Annotated[bool, typer.Option(help="Evaluate the heuristic scorer instead.")] = False,
+        scorer_name: Annotated[
+            str, typer.Option("--scorer", help="blend (the default stack's), trained or heuristic.")
+        ] = "blend",
+        heuristic: Annotated[bool, typer.Option(help="Same as --scorer heuristic.")] = False,
         no_embedding: Annotated[bool, typer.Option(help="Score from surface features only.")] = False,
         heldout_only: Annotated[
             bool, typer.Option(help="Only rows of the training split's held-out 20 % (for the training data).")
         ] = False,
+        exclude: Annotated[
+            str | None, typer.Option(help="Leave out rows whose True/False column of this name is True.")
+        ] = None,
         cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = DEFAULT_CACHE,
     ) -> None:
         """Quality vs share of strong-model calls (PGR), APGR, CPT(50%), CPT(80%) and routing latency."""
         try:
-            outcomes = load_outcomes(data, weak, strong)
-            config = RouterConfig(scorer="heuristic" if heuristic else "trained", weights_path=weights)
+            outcomes = load_outcomes(data, weak, strong, exclude)
+            config = RouterConfig.model_validate(
+                {"scorer": "heuristic" if heuristic else scorer_name, "weights_path": weights}
+            )
             scorer = build_scorer(config)
-        except RouterError as error:
+        except (RouterError, ValidationError) as error:
             raise _fail(error) from None
-        use_embedding = not (no_embedding or heuristic)
+        use_embedding = not (no_embedding or config.scorer == "heuristic")
         # Embed the whole file before taking the held-out rows: `router train` cached exactly that set.
         embeddings = _embed_all(embedder_factory, outcomes.prompts, cache_dir) if use_embedding else None
         if heldout_only:
@@ -220,7 +229,7 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
             "data": str(data),
             "weak_column": outcomes.weak_column,
             "strong_column": outcomes.strong_column,
-            "scorer": "heuristic" if heuristic else ("trained" if use_embedding else "trained (features only)"),
+            "scorer": config.scorer + ("" if use_embedding or config.scorer == "heuristic" else " (features only)"),
             **_report_dict(report),
             "routing_latency": latency,
         }
@@ -262,7 +271,7 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
             scorer = build_scorer(stack.router)
         except RouterError as error:
             raise _fail(error) from None
-        embeddings = _embed_all(embedder_factory, texts, cache_dir) if stack.router.scorer == "trained" else None
+        embeddings = _embed_all(embedder_factory, texts, cache_dir) if stack.router.scorer != "heuristic" else None
         scores = np.array(
             [
                 scorer.score(RouteInput(t, embedding=None if embeddings is None else embeddings[i]))
@@ -347,17 +356,33 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
         stack = stack_loader(config)
         try:
             scorer = build_scorer(stack.router.model_copy(update={"scorer": "trained"}))
+            configured = build_scorer(stack.router)
             policy = ThresholdPolicy([t.name for t in stack.tiers], stack.router.thresholds)
         except RouterError as error:
             raise _fail(error) from None
         assert isinstance(scorer, TrainedScorer)
         embedding = None if no_embedding else embedder_factory().embed([prompt])[0]
-        explanation = scorer.explain(
-            RouteInput(prompt, max_tokens=max_tokens, earlier_turns=turns, embedding=embedding)
-        )
-        tier = policy.tier_for(explanation.score)
+        request = RouteInput(prompt, max_tokens=max_tokens, earlier_turns=turns, embedding=embedding)
+        explanation = scorer.explain(request)
+        final = configured.score(request)  # what the stack routes on (the blend, by default)
+        parts = {"trained": explanation.score}
+        if stack.router.scorer != "trained":
+            parts["heuristic"] = HeuristicScorer(stack.router.weights).score(request)
+        tier = policy.tier_for(final)
         if as_json:
-            typer.echo(json.dumps({"tier": tier, "thresholds": policy.thresholds, **asdict(explanation)}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "tier": tier,
+                        "thresholds": policy.thresholds,
+                        "scorer": stack.router.scorer,
+                        "final_score": final,
+                        "parts": parts,
+                        **asdict(explanation),
+                    },
+                    indent=2,
+                )
+            )
             return
         console = Console()
         table = Table(title="logit contributions (positive: harder)")
@@ -370,8 +395,17 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
         for c in sorted(explanation.contributions, key=lambda c: -abs(c.logit)):
             table.add_row(c.name, f"{c.value:.3g}", f"{c.logit:+.3f}")
         console.print(table)
+        console.print(f"trained score {explanation.score:.4f} ({scorer.weights.label})")
+        if stack.router.scorer == "blend":
+            share = stack.router.blend_trained_share
+            console.print(
+                f"blend: {share:g} x trained {parts['trained']:.4f} + {1 - share:g} x heuristic "
+                f"{parts['heuristic']:.4f}"
+            )
+        elif stack.router.scorer == "heuristic":
+            console.print(f"the stack routes on the heuristic score {parts['heuristic']:.4f}")
         console.print(
-            f"score [bold]{explanation.score:.4f}[/bold] ({scorer.weights.label}) -> tier [bold]{tier}[/bold] "
+            f"score [bold]{final:.4f}[/bold] ({stack.router.scorer}) -> tier [bold]{tier}[/bold] "
             f"(thresholds {policy.thresholds}; {'with' if explanation.used_embedding else 'without'} embedding)"
         )
 

@@ -61,10 +61,18 @@ class RouterConfig(BaseModel):
         description="Ascending cut points in (0, 1); exactly one fewer than there are tiers "
         "(`tierserve router calibrate` sets them from a target traffic share per tier).",
     )
-    scorer: Literal["trained", "heuristic"] = Field(
-        default="trained",
+    scorer: Literal["blend", "trained", "heuristic"] = Field(
+        default="blend",
         description="`trained`: logistic model over the request embedding + surface features (shipped weights); "
-        "`heuristic`: hand-weighted surface features only.",
+        "`heuristic`: hand-weighted surface features only; `blend`: `blend_trained_share` x trained + the rest x "
+        "heuristic (the trained model knows MMLU's topics, the heuristic transfers to other benchmarks: "
+        "docs/router.md).",
+    )
+    blend_trained_share: float = Field(
+        default=0.75,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the trained score in `blend` (0.75: best of 0, 0.25 ... 1 on MMLU's held-out split).",
     )
     weights_path: Path | None = Field(
         default=None, description="Weights of the trained scorer (`tierserve router train --out`); unset: shipped."

@@ -118,8 +118,11 @@ def _flag(value: object, file: Path, line: int, column: str) -> bool:
     raise DataError(f"{file}:{line}: column '{column}' must be True/False, got {value!r}")
 
 
-def load_outcomes(path: Path, weak: str | None = None, strong: str | None = None) -> OutcomeSet:
-    """Every row of the file(s) at `path`; `weak`/`strong` name the correctness columns."""
+def load_outcomes(
+    path: Path, weak: str | None = None, strong: str | None = None, exclude: str | None = None
+) -> OutcomeSet:
+    """Every row of the file(s) at `path`; `weak`/`strong` name the correctness columns. With `exclude`, rows
+    whose True/False column of that name is True are left out (RouteLLM's `contaminated` GSM8K prompts)."""
     prompts: list[str] = []
     weak_flags: list[bool] = []
     strong_flags: list[bool] = []
@@ -140,6 +143,11 @@ def load_outcomes(path: Path, weak: str | None = None, strong: str | None = None
             prompt = row.get("prompt")
             if not isinstance(prompt, str) or not prompt.strip():
                 raise DataError(f"{file}:{line}: empty or missing prompt")
+            if exclude is not None:
+                if exclude not in row:
+                    raise DataError(f"{file}: no column '{exclude}' to exclude by; columns: {', '.join(row)}")
+                if _flag(row.get(exclude), file, line, exclude):
+                    continue
             prompts.append(prompt)
             weak_flags.append(_flag(row.get(resolved[0]), file, line, resolved[0]))
             strong_flags.append(_flag(row.get(resolved[1]), file, line, resolved[1]))

@@ -7,15 +7,20 @@ from collections.abc import Sequence
 from router.config import RouterConfig
 from router.model import TrainedScorer, load_weights
 from router.policy import Router, ThresholdPolicy
-from router.scorer import HeuristicScorer, Scorer
+from router.scorer import BlendedScorer, HeuristicScorer, Scorer
 
 __all__ = ["build_router", "build_scorer"]
 
 
 def build_scorer(config: RouterConfig) -> Scorer:
+    heuristic = HeuristicScorer(config.weights)
     if config.scorer == "heuristic":
-        return HeuristicScorer(config.weights)
-    return TrainedScorer(load_weights(config.weights_path), priors=config.weights)
+        return heuristic
+    trained = TrainedScorer(load_weights(config.weights_path), priors=config.weights)
+    if config.scorer == "trained":
+        return trained
+    share = config.blend_trained_share
+    return BlendedScorer([(trained, share), (heuristic, 1.0 - share)])
 
 
 def build_router(config: RouterConfig, tiers: Sequence[str]) -> Router:

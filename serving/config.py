@@ -137,6 +137,25 @@ class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Replica log level.")
 
 
+class TracingConfig(_Strict):
+    exporter: Literal["none", "otlp", "console"] = Field(
+        default="none",
+        description="Where request traces go: none (no tracing cost), otlp (OTLP/HTTP protobuf to `endpoint`), "
+        "or console (spans printed as JSON to the gateway's log).",
+    )
+    endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint (exporter: otlp)."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra OTLP request headers (e.g. auth).")
+    service_name: str = Field(default="tierserve", min_length=1, description="The traces' service.name.")
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces kept; a caller's `traceparent` decision is followed (parent-based).",
+    )
+
+
 class RayConfig(_Strict):
     address: str | None = Field(default=None, description="Existing cluster to join; unset starts one.")
     num_cpus: int | None = Field(
@@ -153,6 +172,7 @@ class StackConfig(_Strict):
     router: RouterConfig = Field(default_factory=RouterConfig, description="Complexity router.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs of every deployment.")
+    tracing: TracingConfig = Field(default_factory=TracingConfig, description="OpenTelemetry request traces.")
     models_dir: Path = Field(
         default=Path(".tierserve/models"),
         description="Where prepared models live; a relative path resolves against the folder above the config file's.",

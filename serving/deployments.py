@@ -35,6 +35,7 @@ from serving.gateway import GatewayService
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from serving.redis_server import LocalRedis
+from serving.tracing import build_tracer
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class ModelServer:
             messages=payload.get("messages"),
             prompt=payload.get("prompt"),
             cache_salt=payload.get("cache_salt"),
+            trace_headers=payload.get("trace_headers") or {},
             sampling=SamplingOptions(
                 max_tokens=sampling.get("max_tokens"),
                 temperature=float(sampling.get("temperature", 1.0)),
@@ -207,8 +209,9 @@ class Gateway:
             cache.start()  # follow the other replicas' inserts and deletes
         router = build_router(stack.router, [t.name for t in stack.tiers])
         self._cache = cache
+        tracer, self._tracer_provider = build_tracer(stack.tracing)
         self._service = GatewayService(
-            stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics()
+            stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics(), tracer
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -217,3 +220,5 @@ class Gateway:
     async def __del__(self) -> None:
         if self._cache is not None:
             await self._cache.close()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()  # flush the spans still batched

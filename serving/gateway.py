@@ -10,14 +10,17 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol
+
+from opentelemetry.trace import NoOpTracer, Tracer
 
 from cache import CachedAnswer, Outcome, SemanticCache, namespace_key
 from router import Decision, Overrides, RouteInput, Router
 from router.policy import Failure
+from serving.calls import Accounting, CacheVisit, EmptyAnswer, LiveCall, Reply, replay_then
 from serving.config import AUTO_MODEL, StackConfig
 from serving.errors import (
     AuthenticationFailed,
@@ -33,6 +36,7 @@ from serving.formatting import DONE, ResponseFormatter, sse
 from serving.jobs import MAX_TIER_HEADER, PIN_TIER_HEADER, Job
 from serving.metrics import GatewayMetrics
 from serving.protocol import ModelCard, ModelList
+from serving.tracing import RequestTrace
 
 logger = logging.getLogger(__name__)
 
@@ -47,86 +51,6 @@ class TierClient(Protocol):
     async def probe(self) -> dict[str, Any]: ...
 
 
-async def _replay_then(
-    buffered: list[dict[str, Any]], rest: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
-    """Events already read (while deciding whether to escalate), then the rest of the tier's stream."""
-    try:
-        for event in buffered:
-            yield event
-        async for event in rest:
-            yield event
-    finally:
-        close = getattr(rest, "aclose", None)
-        if close is not None:
-            await close()
-
-
-@dataclass
-class Reply:
-    headers: dict[str, str]
-    body: dict[str, Any] | None = None
-    stream: AsyncIterator[str] | None = None
-
-
-@dataclass
-class _Accounting:
-    started: float = field(default_factory=time.perf_counter)
-    ttft: float | None = None
-
-
-class _EmptyAnswer(Exception):
-    """The tier stopped at max_tokens without producing any text."""
-
-
-@dataclass
-class _CacheVisit:
-    """What the cache said about one request."""
-
-    outcome: Outcome
-    namespace: str | None = None
-    vector: Any = None
-    answer: CachedAnswer | None = None  # a hit, or the answer of the identical generation we waited for
-    similarity: float | None = None
-    flight_key: tuple[str, str, str] | None = None
-    flight: asyncio.Future[CachedAnswer | None] | None = None  # set when this request leads the generation
-
-
-@dataclass
-class _LiveCall:
-    """One generation in flight on a tier."""
-
-    job: Job
-    tier: str
-    events: AsyncIterator[dict[str, Any]]
-    store: tuple[str, Any] | None  # (namespace, vector) when the answer should be cached
-    acct: _Accounting
-    deadline: float  # event-loop time
-
-    @property
-    def cache_label(self) -> str:
-        return "miss" if self.store is not None else "bypass"
-
-    flight: asyncio.Future[CachedAnswer | None] | None = None  # followers waiting for this answer
-    on_close: Callable[[], object] | None = None
-
-    def land(self, answer: CachedAnswer) -> None:
-        if self.flight is not None and not self.flight.done():
-            self.flight.set_result(answer)
-
-    async def close(self) -> None:
-        # Followers of a failed or abandoned generation stop waiting and generate themselves.
-        if self.flight is not None and not self.flight.done():
-            self.flight.set_result(None)
-        if self.on_close is not None:
-            self.on_close()
-            self.on_close = None
-        # Closing the tier's stream cancels the generation on the replica (vLLM aborts it).
-        close = getattr(self.events, "aclose", None)
-        if close is not None:
-            await close()
-
-
 class GatewayService:
     def __init__(
         self,
@@ -135,8 +59,10 @@ class GatewayService:
         cache: SemanticCache | None,
         router: Router,
         metrics: GatewayMetrics,
+        tracer: Tracer | None = None,
     ) -> None:
         self._config = config
+        self._tracer = tracer or NoOpTracer()
         self._tiers = dict(tiers)
         self._cache = cache
         self._router = router
@@ -170,8 +96,10 @@ class GatewayService:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
             raise AuthenticationFailed("Incorrect or missing admin key.")
 
-    def _tier_payload(self, job: Job) -> dict[str, Any]:
+    def _tier_payload(self, job: Job, trace_headers: Mapping[str, str]) -> dict[str, Any]:
         payload = {**job.payload, "request_id": job.request_id}
+        if trace_headers:
+            payload["trace_headers"] = dict(trace_headers)
         if self._config.cache.timing_protection:
             # vLLM shares prefix-cache blocks between identical prompts; salting them per tenant means another
             # tenant's earlier prompt can never make this one faster, so its first token cannot tell.
@@ -196,15 +124,46 @@ class GatewayService:
         return ModelList(data=cards)
 
     async def handle(self, job: Job) -> Reply:
+        """Answer one request. Its trace ends here for errors and whole bodies, at the end of a live stream."""
+        acct = Accounting(trace=self._start_trace(job))
+        try:
+            reply = await self._handle(job, acct)
+        except ServingError as error:
+            acct.trace.end(error.status, error.code or type(error).__name__)
+            raise
+        except BaseException as error:
+            acct.trace.end(500, type(error).__name__)
+            raise
+        if reply.stream is None:
+            acct.trace.end(200)
+        return reply
+
+    def _start_trace(self, job: Job) -> RequestTrace:
+        operation = "chat" if job.endpoint == "chat" else "text_completion"
+        attributes = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": job.model,
+            "gen_ai.request.temperature": job.temperature,
+            "tierserve.request_id": job.request_id,
+            "tierserve.tenant": job.tenant,
+            "tierserve.stream": job.stream,
+        }
+        if job.max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = job.max_tokens
+        return RequestTrace(self._tracer, f"{operation} {job.model}", job.trace_headers, attributes)
+
+    async def _handle(self, job: Job, acct: Accounting) -> Reply:
         if job.model != AUTO_MODEL and job.model not in self._tiers:
             raise NotFound(
                 f"The model '{job.model}' does not exist. Available: {', '.join([AUTO_MODEL, *self._tiers])}.",
                 param="model",
             )
         overrides = self._overrides(job)
-        acct = _Accounting()
         headers = {"x-request-id": job.request_id}
-        visit = await self._consult_cache(job)
+        if acct.trace.trace_id is not None:
+            headers["x-tierserve-trace-id"] = acct.trace.trace_id
+        visit = await self._consult_cache(job, acct)
+        acct.trace.set(cache=visit.outcome.value if visit.answer is None else "hit", similarity=visit.similarity)
         if visit.answer is not None:
             headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": visit.answer.tier}
             if visit.similarity is not None:
@@ -215,7 +174,7 @@ class GatewayService:
 
         decision: Decision | None = None
         if job.model == AUTO_MODEL:
-            decision = await self._route(job, vector, overrides)
+            decision = await self._route(job, vector, overrides, acct)
             tier = decision.tier
             headers["x-tierserve-route-score"] = f"{decision.score:.4f}"
             headers["x-tierserve-route-reason"] = decision.reason
@@ -224,12 +183,11 @@ class GatewayService:
         headers["x-tierserve-tier"] = tier
 
         store = (namespace, vector) if outcome is Outcome.MISS and namespace is not None else None
-        call = _LiveCall(
-            job=job,
-            tier=tier,
-            events=self._tiers[tier].generate(self._tier_payload(job)),
-            store=store,
-            acct=acct,
+        call = self._call(
+            job,
+            tier,
+            store,
+            acct,
             deadline=asyncio.get_running_loop().time() + self._config.gateway.request_timeout_s,
             flight=visit.flight,
             on_close=partial(self._inflight.pop, visit.flight_key, None) if visit.flight is not None else None,
@@ -243,16 +201,17 @@ class GatewayService:
                 if escalated_from is None and self._escalation_target(decision, call.tier, overrides, None):
                     await self._settle(call)
                 break
-            except (ServingError, _EmptyAnswer) as error:
+            except (ServingError, EmptyAnswer) as error:
                 target = None if escalated_from else self._escalation_target(decision, call.tier, overrides, error)
                 if target is None:
                     status = error.status if isinstance(error, ServingError) else 500
                     self._count(job, call.tier, outcome.value, status)
-                    await call.close()
+                    await call.close(type(error).__name__)
                     raise
                 call, escalated_from = await self._escalate(call, target, error), call.tier
                 headers |= {"x-tierserve-tier": target, "x-tierserve-escalated-from": escalated_from}
         tier = call.tier
+        acct.trace.set(tier=tier, escalated_from=escalated_from, replica=first.get("replica"))
         if first.get("replica"):
             headers["x-tierserve-replica"] = str(first["replica"])
         formatter = ResponseFormatter(job.endpoint, job.request_id, tier)
@@ -286,11 +245,17 @@ class GatewayService:
             )
         return Overrides()
 
-    async def _route(self, job: Job, vector: Any, overrides: Overrides) -> Decision:
+    def _call(self, job: Job, tier: str, store: tuple[str, Any] | None, acct: Accounting, **rest: Any) -> LiveCall:
+        """Start generating on `tier`; its `generate` span is the parent the tier's engine sees."""
+        span = acct.trace.start_stage("generate", tier=tier)
+        events = self._tiers[tier].generate(self._tier_payload(job, acct.trace.carrier(span)))
+        return LiveCall(job=job, tier=tier, events=events, store=store, acct=acct, span=span, **rest)
+
+    async def _route(self, job: Job, vector: Any, overrides: Overrides, acct: Accounting) -> Decision:
         """Score and pick a tier; reuses the cache's embedding, or embeds when the cache was bypassed."""
         if vector is None and self._cache is not None and self._config.router.embed_when_bypassed:
             try:
-                with self._timed("embed"):
+                with self._stage(acct, "embed"):
                     vector = await self._cache.embed_async(job.query)
             except Exception as error:  # the router then scores from surface features alone
                 logger.warning("embedding for the router failed for request %s: %r", job.request_id, error)
@@ -300,8 +265,9 @@ class GatewayService:
             earlier_turns=sum(1 for role, _ in job.context if role == "user"),
             embedding=vector,
         )
-        with self._timed("route"):
+        with self._stage(acct, "route"):
             decision = self._router.route(request, overrides)
+        acct.trace.set(route_score=round(decision.score, 4), route_reason=decision.reason, routed_tier=decision.tier)
         self._metrics.route_score.observe(decision.score)
         self._metrics.route_decisions.labels(decision.tier, decision.reason).inc()
         logger.info(
@@ -315,7 +281,7 @@ class GatewayService:
         return decision
 
     def _escalation_target(
-        self, decision: Decision | None, tier: str, overrides: Overrides, error: ServingError | _EmptyAnswer | None
+        self, decision: Decision | None, tier: str, overrides: Overrides, error: ServingError | EmptyAnswer | None
     ) -> str | None:
         """The next tier up, when this routed request may escalate (for `error`, or at all when None)."""
         if decision is None:
@@ -327,12 +293,12 @@ class GatewayService:
         if error is None:
             # Watching the start of the answer only pays when an empty answer would be retried.
             return self._router.escalation_target(rules, tier, overrides.cap, "empty_length")
-        failure: Failure = "empty_length" if isinstance(error, _EmptyAnswer) else "error"
+        failure: Failure = "empty_length" if isinstance(error, EmptyAnswer) else "error"
         return self._router.escalation_target(rules, tier, overrides.cap, failure)
 
-    async def _settle(self, call: _LiveCall) -> None:
+    async def _settle(self, call: LiveCall) -> None:
         """Read until the first text (or the end) before answering: an empty answer cut at max_tokens
-        raises _EmptyAnswer while it can still be retried on the next tier. What was read is replayed."""
+        raises EmptyAnswer while it can still be retried on the next tier. What was read is replayed."""
         buffered: list[dict[str, Any]] = []
         while True:
             event = await self._next_event(call)
@@ -341,35 +307,26 @@ class GatewayService:
                 break
             if event["event"] == "end":
                 if event["finish_reason"] == "length":
-                    raise _EmptyAnswer()
+                    raise EmptyAnswer()
                 break
-        call.events = _replay_then(buffered, call.events)
+        call.events = replay_then(buffered, call.events)
 
-    async def _escalate(self, call: _LiveCall, target: str, error: ServingError | _EmptyAnswer) -> _LiveCall:
-        reason = "empty_length" if isinstance(error, _EmptyAnswer) else "error"
+    async def _escalate(self, call: LiveCall, target: str, error: ServingError | EmptyAnswer) -> LiveCall:
+        reason = "empty_length" if isinstance(error, EmptyAnswer) else "error"
         self._metrics.escalations.labels(call.tier, target, reason).inc()
         logger.info("request %s escalated from %s to %s (%s)", call.job.request_id, call.tier, target, reason)
         job = call.job
         # The single-flight followers now wait for the escalated call's answer.
         flight, on_close = call.flight, call.on_close
         call.flight = call.on_close = None
-        await call.close()
-        return _LiveCall(
-            job=job,
-            tier=target,
-            events=self._tiers[target].generate(self._tier_payload(job)),
-            store=call.store,
-            acct=call.acct,
-            deadline=call.deadline,
-            flight=flight,
-            on_close=on_close,
-        )
+        await call.close(reason)
+        return self._call(job, target, call.store, call.acct, deadline=call.deadline, flight=flight, on_close=on_close)
 
-    async def _consult_cache(self, job: Job) -> _CacheVisit:
+    async def _consult_cache(self, job: Job, acct: Accounting) -> CacheVisit:
         """Look the request up; on a miss, either join the identical generation in flight or lead one."""
         cache = self._cache
         if cache is None or job.temperature > cache.config.max_temperature or not cache.available():
-            return _CacheVisit(Outcome.BYPASS)
+            return CacheVisit(Outcome.BYPASS)
         namespace = namespace_key(
             tenant=job.tenant,
             model_alias=job.model,
@@ -378,11 +335,11 @@ class GatewayService:
             context=job.context,
             params=job.payload["sampling"],
         )
-        with self._timed("embed"):
+        with self._stage(acct, "embed"):
             vector = await cache.embed_async(job.query)
-        with self._timed("cache_lookup"):
+        with self._stage(acct, "cache_lookup"):
             lookup = await cache.lookup(job.tenant, namespace, vector, job.query)
-        visit = _CacheVisit(lookup.outcome, namespace, vector, lookup.answer, lookup.similarity)
+        visit = CacheVisit(lookup.outcome, namespace, vector, lookup.answer, lookup.similarity)
         if lookup.outcome is not Outcome.MISS:
             return visit
         visit.flight_key = (job.tenant, namespace, job.query)
@@ -423,9 +380,11 @@ class GatewayService:
             "latency_ms": round((time.perf_counter() - started) * 1e3, 1),
         }
 
-    def _replay(self, job: Job, answer: CachedAnswer, headers: dict[str, str], acct: _Accounting) -> Reply:
+    def _replay(self, job: Job, answer: CachedAnswer, headers: dict[str, str], acct: Accounting) -> Reply:
         formatter = ResponseFormatter(job.endpoint, job.request_id, answer.tier)
         self._finish(job, "cache", "hit", acct, answer.prompt_tokens, answer.completion_tokens, first_token=True)
+        acct.trace.set(answered_by=answer.tier)
+        acct.trace.end(200)  # a replay is written at once: the request's work is done
         if not job.stream:
             body = formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
             return Reply(headers, body=body)
@@ -451,7 +410,7 @@ class GatewayService:
         except TimeoutError:
             return None
 
-    async def _next_event(self, call: _LiveCall) -> dict[str, Any]:
+    async def _next_event(self, call: LiveCall) -> dict[str, Any]:
         """The tier's next event; every way a tier can fail becomes a ServingError."""
         try:
             async with asyncio.timeout_at(call.deadline):
@@ -473,7 +432,7 @@ class GatewayService:
             call.acct.ttft = time.perf_counter() - call.acct.started
         return event
 
-    def _answer(self, call: _LiveCall, pieces: list[str], end: dict[str, Any]) -> CachedAnswer:
+    def _answer(self, call: LiveCall, pieces: list[str], end: dict[str, Any]) -> CachedAnswer:
         return CachedAnswer(
             pieces=pieces,
             finish_reason=end["finish_reason"],
@@ -482,18 +441,18 @@ class GatewayService:
             tier=call.tier,
         )
 
-    async def _collect_live(self, call: _LiveCall, formatter: ResponseFormatter) -> dict[str, Any]:
+    async def _collect_live(self, call: LiveCall, formatter: ResponseFormatter) -> dict[str, Any]:
         pieces: list[str] = []
         while (event := await self._next_event(call))["event"] != "end":
             if event["event"] == "delta":
                 pieces.append(event["text"])
         answer = self._answer(call, pieces, event)
         call.land(answer)
-        await self._store(call.job, answer, call.store)
+        await self._store(call.job, answer, call.store, call.acct)
         self._finish(call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens)
         return formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
 
-    async def _stream_live(self, call: _LiveCall, formatter: ResponseFormatter) -> AsyncIterator[str]:
+    async def _stream_live(self, call: LiveCall, formatter: ResponseFormatter) -> AsyncIterator[str]:
         pieces: list[str] = []
         try:
             for chunk in formatter.opening():
@@ -509,23 +468,26 @@ class GatewayService:
                 yield chunk
             # Only now, with the whole answer delivered, is it worth keeping.
             call.land(answer)
-            await self._store(call.job, answer, call.store)
+            await self._store(call.job, answer, call.store, call.acct)
             self._finish(
                 call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens
             )
         except ServingError as error:
             # The headers are gone already: report the error in-band, as vLLM's server does.
             self._count(call.job, call.tier, call.cache_label, error.status)
+            call.acct.trace.end(error.status, error.code or type(error).__name__)
             yield sse(error.body())
             yield DONE
         finally:
             await call.close()
+            # Ended already unless the client went away mid-stream (499, nginx's "client closed request").
+            call.acct.trace.end(499, "client_closed")
 
-    async def _store(self, job: Job, answer: CachedAnswer, store: tuple[str, Any] | None) -> None:
+    async def _store(self, job: Job, answer: CachedAnswer, store: tuple[str, Any] | None, acct: Accounting) -> None:
         if store is None or self._cache is None:
             return
         namespace, vector = store
-        with self._timed("cache_store"):
+        with self._stage(acct, "cache_store"):
             await self._cache.store(
                 job.tenant,
                 namespace,
@@ -541,16 +503,26 @@ class GatewayService:
         job: Job,
         tier: str,
         cache: str,
-        acct: _Accounting,
+        acct: Accounting,
         prompt_tokens: int,
         completion_tokens: int,
         first_token: bool = False,
     ) -> None:
         elapsed = time.perf_counter() - acct.started
+        ttft = elapsed if first_token or acct.ttft is None else acct.ttft
+        acct.trace.set_raw(
+            {
+                "gen_ai.response.model": tier,
+                "gen_ai.usage.input_tokens": prompt_tokens,
+                "gen_ai.usage.output_tokens": completion_tokens,
+                "tierserve.ttft_ms": round(ttft * 1e3, 2),
+            }
+        )
+        acct.trace.end(200)
         m = self._metrics
         m.requests.labels(job.endpoint, tier, cache, "200").inc()
         m.latency.labels(job.endpoint, tier, cache).observe(elapsed)
-        m.ttft.labels(tier, cache).observe(elapsed if first_token or acct.ttft is None else acct.ttft)
+        m.ttft.labels(tier, cache).observe(ttft)
         m.tokens.labels(tier, "prompt").inc(prompt_tokens)
         m.tokens.labels(tier, "completion").inc(completion_tokens)
         if tier in self._tiers:
@@ -573,5 +545,8 @@ class GatewayService:
     def _count(self, job: Job, tier: str, cache: str, status: int) -> None:
         self._metrics.requests.labels(job.endpoint, tier, cache, str(status)).inc()
 
-    def _timed(self, stage: str) -> Any:
-        return self._metrics.stage.labels(stage).time()
+    @contextmanager
+    def _stage(self, acct: Accounting, stage: str) -> Iterator[None]:
+        """One stage of the flow: timed into the stage histogram and traced as a child span."""
+        with acct.trace.stage(stage), self._metrics.stage.labels(stage).time():
+            yield

@@ -15,9 +15,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache
+from serving.calls import Reply
 from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
-from serving.gateway import GatewayService, Reply
-from serving.jobs import job_from_chat, job_from_completion, with_route_overrides
+from serving.gateway import GatewayService
+from serving.jobs import job_from_chat, job_from_completion, with_request_headers
 from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse, InvalidateRequest
 
 logger = logging.getLogger(__name__)
@@ -100,14 +101,14 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     async def chat_completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
         body = await _parse(request, ChatCompletionRequest, max_bytes)
-        job = with_route_overrides(job_from_chat(body, _request_id(request), tenant), request.headers)
+        job = with_request_headers(job_from_chat(body, _request_id(request), tenant), request.headers)
         return _respond(await service.handle(job))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
         body = await _parse(request, CompletionRequest, max_bytes)
-        job = with_route_overrides(job_from_completion(body, _request_id(request), tenant), request.headers)
+        job = with_request_headers(job_from_completion(body, _request_id(request), tenant), request.headers)
         return _respond(await service.handle(job))
 
     @app.get("/v1/models")

@@ -9,6 +9,7 @@ from typing import Any
 
 from serving.formatting import Endpoint
 from serving.protocol import ChatCompletionRequest, CompletionRequest
+from serving.tracing import caller_context
 
 
 @dataclass(frozen=True)
@@ -29,17 +30,23 @@ class Job:
     # Per-request routing overrides (x-tierserve-pin-tier / x-tierserve-max-tier), for model="auto".
     route_pin: str | None = None
     route_cap: str | None = None
+    # The caller's W3C trace headers (traceparent, tracestate): the request's span joins that trace.
+    trace_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 PIN_TIER_HEADER = "x-tierserve-pin-tier"
 MAX_TIER_HEADER = "x-tierserve-max-tier"
 
 
-def with_route_overrides(job: Job, headers: Mapping[str, str]) -> Job:
-    """The job with the request's routing override headers (validated against the tiers in `handle`)."""
-    pin = headers.get(PIN_TIER_HEADER) or None
-    cap = headers.get(MAX_TIER_HEADER) or None
-    return job if pin is None and cap is None else dataclasses.replace(job, route_pin=pin, route_cap=cap)
+def with_request_headers(job: Job, headers: Mapping[str, str]) -> Job:
+    """The job with what the request's headers add: routing overrides (x-tierserve-pin-tier /
+    x-tierserve-max-tier, validated against the tiers in `handle`) and the caller's trace context."""
+    return dataclasses.replace(
+        job,
+        route_pin=headers.get(PIN_TIER_HEADER) or None,
+        route_cap=headers.get(MAX_TIER_HEADER) or None,
+        trace_headers=caller_context(headers),
+    )
 
 
 def job_from_chat(request: ChatCompletionRequest, request_id: str, tenant: str) -> Job:

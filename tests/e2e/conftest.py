@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from openai import OpenAI
 
 from serving.redis_server import free_port
+from tests.otlp import Collector, start_collector
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "test.yaml"
@@ -29,6 +31,7 @@ class Stack:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    collector: Collector  # receives the gateway's request traces and the small tier's vLLM spans
 
     def client(self, key: str = ALPHA_KEY) -> OpenAI:
         return OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=300)
@@ -48,18 +51,42 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"stack not ready after {READY_TIMEOUT_S}s:\n{log.read_text()[-5000:]}")
 
 
+def traced_config(folder: Path, endpoint: str) -> Path:
+    """configs/test.yaml exporting traces to `endpoint`: the gateway's, and vLLM's own for the small tier."""
+    config = yaml.safe_load(CONFIG.read_text())
+    for key in ("models_dir", "data_dir"):  # the copy lives elsewhere: make its paths absolute
+        config[key] = str((ROOT / config[key]).resolve())
+    config["tracing"] = {"exporter": "otlp", "endpoint": endpoint, "service_name": "tierserve-e2e"}
+    small = next(tier for tier in config["tiers"] if tier["name"] == "small")
+    small["engine"]["extra"] = {"otlp_traces_endpoint": endpoint}
+    small["deployment"]["env"] = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}
+    path = folder / "test-traced.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def collector() -> Iterator[Collector]:
+    collector, server = start_collector()
+    yield collector
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
     port = free_port()
-    log = tmp_path_factory.mktemp("stack") / "tierserve.log"
+    folder = tmp_path_factory.mktemp("stack")
+    log = folder / "tierserve.log"
+    config = traced_config(folder, collector.endpoint)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cli = [sys.executable, "-m", "serving.cli", "serve", "--config", str(CONFIG), "--port", str(port)]
+    cli = [sys.executable, "-m", "serving.cli", "serve", "--config", str(config), "--port", str(port)]
     with log.open("wb") as sink:
         process = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, log)
-        yield Stack(url=url, process=process, log=log)
+        yield Stack(url=url, process=process, log=log, collector=collector)
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends: the CLI shuts Serve and Ray down
         try:

@@ -19,6 +19,7 @@ from serving.cli import app
 pytestmark = pytest.mark.slow
 
 GSM8K = Path(__file__).resolve().parents[1] / "data" / "routellm_gsm8k_first164.csv"
+GSM8K_FULL = GSM8K.with_name("routellm_gsm8k.csv")
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
@@ -28,12 +29,14 @@ def embedder() -> SentenceTransformerEmbedder:
 
 
 def test_eval_on_a_different_benchmark_beats_random(tmp_path: Path) -> None:
-    args = ["router", "eval", "--data", str(GSM8K), "--json", "--cache-dir", str(tmp_path)]
-    result = CliRunner().invoke(app, args)
+    # All of RouteLLM's GSM8K outcomes but the 12 prompts it marks as contaminated, as RouteLLM evaluates them.
+    args = ["router", "eval", "--data", str(GSM8K_FULL), "--exclude", "contaminated", "--json"]
+    result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["n"] == 164
-    assert report["apgr"] > 0.5  # docs/router.md has the figure and its bootstrap interval
+    assert report["n"] == 1307 and report["scorer"] == "blend"
+    # Above random beyond its 95 % bootstrap interval (measured: APGR 0.600, CI 0.561-0.641; docs/router.md).
+    assert report["apgr_ci95"][0] > 0.5, report["apgr_ci95"]
     # Latency is reported, not asserted here: the 1 ms goal is checked by `tierserve router bench` (docs/router.md).
     assert report["routing_latency"]["p50_us"] > 0
     assert report["embedding_latency_batch1"]["p50_ms"] > 0

@@ -121,6 +121,23 @@ def test_explain_shows_contributions_and_tier(app: typer.Typer, tmp_path: Path) 
     assert explanation["tier"] in ("small", "large") and explanation["used_embedding"] is False
     prior = next(c for c in explanation["contributions"] if c["name"] == "output_length (prior)")
     assert prior["value"] == pytest.approx(4.0)
+    # The stack routes on the blend: the tier follows its score, and the parts it mixes are shown.
+    assert explanation["scorer"] == "blend" and set(explanation["parts"]) == {"trained", "heuristic"}
+    parts = explanation["parts"]
+    assert explanation["final_score"] == pytest.approx(0.75 * parts["trained"] + 0.25 * parts["heuristic"])
+    assert explanation["tier"] == ("large" if explanation["final_score"] >= explanation["thresholds"][0] else "small")
+
+
+@pytest.mark.parametrize("scorer", ["blend", "trained", "heuristic"])
+def test_eval_scores_with_the_chosen_scorer(app: typer.Typer, tmp_path: Path, scorer: str) -> None:
+    code, out, _ = run(app, "eval", "--data", str(GSM8K), "--json", "--scorer", scorer, "--cache-dir", str(tmp_path))
+    assert code == 0, out
+    assert json.loads(out)["scorer"] == scorer
+
+
+def test_eval_rejects_an_unknown_scorer(app: typer.Typer) -> None:
+    code, out, err = run(app, "eval", "--data", str(GSM8K), "--scorer", "oracle")
+    assert code == 2 and "scorer" in err and "Traceback" not in out + err
 
 
 def test_train_writes_weights_from_a_folder(app: typer.Typer, tmp_path: Path) -> None:

@@ -103,3 +103,12 @@ def test_load_prompts_from_text_csv_and_jsonl(tmp_path: Path) -> None:
         load_prompts(tmp_path / "blank.txt")
     with pytest.raises(DataError, match="does not exist"):
         load_prompts(tmp_path / "none.txt")
+
+
+def test_rows_flagged_in_the_exclude_column_are_left_out(tmp_path: Path) -> None:
+    data = tmp_path / "outcomes.csv"
+    data.write_text("prompt,weak,strong,contaminated\na,True,True,False\nb,False,True,True\nc,False,False,False\n")
+    kept = load_outcomes(data, "weak", "strong", exclude="contaminated")
+    assert kept.prompts == ["a", "c"] and kept.strong.tolist() == [True, False]
+    with pytest.raises(DataError, match="no column 'dirty'"):
+        load_outcomes(data, "weak", "strong", exclude="dirty")

@@ -178,3 +178,36 @@ def test_embeddings_are_cached_by_prompt_set(tmp_path: Path) -> None:
     assert calls == [3] and np.array_equal(first, again) and progress[-1] == (3, 3)
     embed_prompts(["a", "b"], embed, tmp_path)
     assert calls == [3, 2]
+
+
+def test_the_default_scorer_blends_trained_and_heuristic_scores() -> None:
+    from router import BlendedScorer, HeuristicScorer, RouterConfig, build_scorer
+
+    config = RouterConfig()
+    scorer = build_scorer(config)
+    assert config.scorer == "blend" and isinstance(scorer, BlendedScorer)
+    trained = build_scorer(config.model_copy(update={"scorer": "trained"}))
+    heuristic = HeuristicScorer(config.weights)
+    for text in ("hi", "Prove that there are infinitely many primes, step by step."):
+        request = RouteInput(text, embedding=None)
+        expected = 0.75 * trained.score(request) + 0.25 * heuristic.score(request)
+        assert scorer.score(request) == pytest.approx(expected)
+        assert 0.0 <= scorer.score(request) <= 1.0
+
+
+def test_blend_weights_are_normalised_and_checked() -> None:
+    from router import BlendedScorer
+
+    class Constant:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def score(self, request: RouteInput) -> float:
+            return self.value
+
+    blend = BlendedScorer([(Constant(1.0), 3.0), (Constant(0.0), 1.0)])
+    assert blend.score(RouteInput("x")) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        BlendedScorer([(Constant(1.0), 0.0)])
+    with pytest.raises(ValueError):
+        BlendedScorer([(Constant(1.0), -1.0), (Constant(0.0), 2.0)])

@@ -74,6 +74,11 @@ TRAPS = [
     ("How big is Jupiter compared to the sun?", "How far is Jupiter from the sun?", "question"),
     ("How old is the Eiffel Tower?", "How tall is the Eiffel Tower?", "question"),
     ("How often should I water a cactus?", "How long should I water a cactus?", "question"),
+    # Two words trade places around the word relating them: who does what to whom.
+    ("Can my employer sue me for quitting?", "Can I sue my employer for quitting?", "direction"),
+    ("Does the tenant pay the landlord for repairs?", "Does the landlord pay the tenant for repairs?", "direction"),
+    ("What time is 9am Tokyo time in Paris?", "What time is 9am Paris time in Tokyo?", "direction"),
+    ("Can cats catch fleas from dogs?", "Can dogs catch fleas from cats?", "direction"),
 ]
 
 
@@ -129,6 +134,11 @@ PARAPHRASES = [
     ("How old is the Eiffel Tower?", "When was the Eiffel Tower built?"),
     ("How tall is Mount Everest?", "How high is Mount Everest?"),
     ("What is 5 m/s in km/h?", "What is 5 meters per second in kilometres per hour?"),
+    # Reordered, not role-swapped: the function words change with the word order.
+    ("sphere volume formula", "What's the formula for the volume of a sphere?"),
+    ("What's the difference between TCP and UDP?", "UDP vs TCP, what's the difference?"),
+    ("How do I beat the final boss in Celeste?", "celeste final boss how to beat"),
+    ("Is it better to rent or buy a house?", "buy or rent a house, which is better?"),
 ]
 
 
