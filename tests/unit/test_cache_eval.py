@@ -25,7 +25,7 @@ from cache.verify import LookalikeVerifier
 from tests.fakes import HashingEmbedder
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-TRAP_CATEGORIES = {"negation", "antonym", "number", "date", "name", "unit", "scope", "topic"}
+TRAP_CATEGORIES = {"negation", "antonym", "number", "date", "name", "unit", "scope", "topic", "qualifier", "direction"}
 
 TINY = [
     Pair(a="How do I reset my password?", b="how do I reset my password", same=True, category="paraphrase"),
