@@ -75,6 +75,13 @@ class CacheConfig(BaseModel):
         default=0.0, ge=0, description="How long a lone query waits for others to batch with (0: never waits)."
     )
     embedder_device: str = Field(default="cpu", description="torch device for the sentence embedder.")
+    embedder_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads of the gateway replica's embedder (unset: torch's default, one per core). "
+        "Where vLLM engines decode on the same cores, 1 keeps batch-1 embeddings from stalling "
+        "(docs/cache-benchmarks.md).",
+    )
     verify: VerifierConfig = Field(
         default_factory=VerifierConfig,
         description="Look-alike checks (numbers, negation, antonyms, dates, names, units, scope) a similar "

@@ -48,6 +48,13 @@ _PROBE = GenerationRequest(
 )
 
 
+def torch_threads(count: int) -> None:
+    """Cap torch's intra-op thread team (imported here: torch's import is slow and only the gateway needs it)."""
+    import torch
+
+    torch.set_num_threads(count)
+
+
 def _replica_id() -> str:
     try:
         return str(serve.get_replica_context().replica_id.unique_id)
@@ -203,6 +210,9 @@ class Gateway:
             redis_url = redis if isinstance(redis, str) else await redis.url.remote() if redis is not None else None
             if redis_url is None:
                 raise ValueError("cache is enabled but no Redis was given")
+            if stack.cache.embedder_threads is not None:
+                # Process-wide, and this replica's process embeds and nothing else.
+                torch_threads(stack.cache.embedder_threads)
             embedder = await asyncio.to_thread(SentenceTransformerEmbedder, None, stack.cache.embedder_device)
             store = CacheStore(stack.cache.redis, redis_url)
             cache = SemanticCache(stack.cache, embedder, store, LookalikeVerifier(stack.cache.verify))

@@ -4,8 +4,8 @@ Goal ("Semantic cache you can trust"): on held-out pairs, at most 1% false hits 
 paraphrases hit, at the tuned default threshold with the look-alike verifier. The held-out file in the repository
 (round 9, 293 pairs) was written blind by an author who never saw the verifier or earlier pair files, and measured
 once at the tuned threshold 0.86: 52.8% hits and 8.7% false hits (13/149), so both halves of the goal are missed and
-that test is a strict xfail: it turns into a failure, to be un-marked, the day the goal is met. Improve the verifier on the dev file
-only, and measure a held-out file only once (docs/cache-verification.md).
+that test is a strict xfail: it turns into a failure, to be un-marked, the day the goal is met. Improve the verifier
+on the dev file only, and measure a held-out file only once (docs/cache-verification.md).
 """
 
 from __future__ import annotations
