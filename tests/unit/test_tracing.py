@@ -168,3 +168,12 @@ def test_otlp_export_reaches_a_collector_as_protobuf(collector: Collector) -> No
     assert set(spans) == {"chat auto", "embed"} and {s.service for s in spans.values()} == {"ts-test"}
     assert spans["embed"].parent_span_id == spans["chat auto"].span_id
     assert spans["chat auto"].attributes["tierserve.tenant"] == "alpha"
+
+
+def test_the_trace_benchmark_runs_both_modes() -> None:
+    from loadtest.trace_bench import measure
+
+    result = measure(20)
+    for mode in ("none_json", "none_stream", "otlp_json", "otlp_stream"):
+        assert result[mode]["p50_us"] > 0 and result[mode]["p99_us"] >= result[mode]["p50_us"]
+    assert {"overhead_json_p50_us", "overhead_stream_p50_us"} <= set(result)

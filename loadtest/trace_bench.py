@@ -1,0 +1,142 @@
+"""What request tracing costs the gateway: the same flow with `tracing.exporter` none vs otlp.
+
+The gateway's request flow (`GatewayService.handle`, routed `auto` requests, streamed and not) runs in process
+over an instant tier, so the figure is the flow's own CPU time with and without spans; the OTLP exporter
+batches spans to a real OTLP/HTTP receiver on loopback (a minimal one started here), as in production.
+
+    python -m loadtest.trace_bench [--requests 3000] [--out docs/trace-bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import threading
+import time
+from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from router import build_router
+from serving.config import StackConfig, TracingConfig, parse_config
+from serving.gateway import GatewayService
+from serving.jobs import job_from_chat
+from serving.metrics import GatewayMetrics
+from serving.protocol import ChatCompletionRequest
+from serving.tracing import build_tracer
+
+
+class InstantTier:
+    """A tier that answers at once: start, three deltas, end."""
+
+    def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            yield {"event": "start", "prompt_tokens": 12, "replica": "bench-1"}
+            for count, piece in enumerate(("Paris", " is", " the capital."), start=1):
+                yield {"event": "delta", "text": piece, "completion_tokens": count}
+            yield {"event": "end", "finish_reason": "stop", "prompt_tokens": 12, "completion_tokens": 3}
+
+        return events()
+
+    async def probe(self) -> dict[str, Any]:
+        return {"ok": True}
+
+
+class _Sink(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _config() -> StackConfig:
+    return parse_config(
+        {
+            "tiers": [{"name": "small", "model": "small"}, {"name": "large", "model": "large"}],
+            "router": {"scorer": "heuristic", "thresholds": [0.5]},
+            "cache": {"enabled": False},
+        }
+    )
+
+
+async def _time_requests(service: GatewayService, requests: int, stream: bool) -> list[float]:
+    body = ChatCompletionRequest.model_validate(
+        {"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}], "stream": stream}
+    )
+    took = []
+    for number in range(requests):
+        job = job_from_chat(body, f"bench-{number}", "default")
+        started = time.perf_counter()
+        reply = await service.handle(job)
+        if reply.stream is not None:
+            async for _ in reply.stream:
+                pass
+        took.append(time.perf_counter() - started)
+    return took
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {
+        "p50_us": round(ordered[len(ordered) // 2] * 1e6, 1),
+        "p99_us": round(ordered[int(len(ordered) * 0.99)] * 1e6, 1),
+        "mean_us": round(statistics.fmean(ordered) * 1e6, 1),
+    }
+
+
+def measure(requests: int) -> dict[str, Any]:
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
+    config = _config()
+    result: dict[str, Any] = {"requests": requests}
+    try:
+        for exporter in ("none", "otlp"):
+            tracer, provider = build_tracer(TracingConfig(exporter=exporter, endpoint=endpoint))
+            tiers = {"small": InstantTier(), "large": InstantTier()}
+            service = GatewayService(
+                config, tiers, None, build_router(config.router, ["small", "large"]), GatewayMetrics(), tracer
+            )
+            for stream in (False, True):
+                asyncio.run(_time_requests(service, requests // 10, stream))  # warm-up
+                times = asyncio.run(_time_requests(service, requests, stream))
+                result[f"{exporter}_{'stream' if stream else 'json'}"] = _summary(times)
+            if provider is not None:
+                provider.shutdown()
+    finally:
+        sink.shutdown()
+        sink.server_close()
+    for kind in ("json", "stream"):
+        result[f"overhead_{kind}_p50_us"] = round(
+            result[f"otlp_{kind}"]["p50_us"] - result[f"none_{kind}"]["p50_us"], 1
+        )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000, help="Timed requests per mode.")
+    parser.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here too.")
+    args = parser.parse_args(argv)
+    result = measure(args.requests)
+    print(f"gateway flow per request, {args.requests} requests each (µs, in process, instant tier):")
+    print(f"{'':14}{'none p50':>10}{'otlp p50':>10}{'none p99':>10}{'otlp p99':>10}{'overhead p50':>14}")
+    for kind in ("json", "stream"):
+        none, otlp = result[f"none_{kind}"], result[f"otlp_{kind}"]
+        print(
+            f"{kind:14}{none['p50_us']:>10.1f}{otlp['p50_us']:>10.1f}{none['p99_us']:>10.1f}{otlp['p99_us']:>10.1f}"
+            f"{result[f'overhead_{kind}_p50_us']:>14.1f}"
+        )
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
