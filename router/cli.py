@@ -421,7 +421,8 @@ def _bench(
         name: [" ".join(words[(i * n) % max(len(words) - n, 1) :][:n]) for i in range(repeats)]
         for name, n in lengths.items()
     }
-    trained = build_scorer(RouterConfig())
+    blend = build_scorer(RouterConfig(scorer="blend"))
+    trained = build_scorer(RouterConfig(scorer="trained"))
     heuristic = build_scorer(RouterConfig(scorer="heuristic"))
     policy = ThresholdPolicy(["small", "large"], [0.5])
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -430,6 +431,10 @@ def _bench(
         sample = embedder.embed(batch[:20])
         vectors = [sample[i % len(sample)] for i in range(len(batch))]
         cases = {
+            "blend, the default (embedding + features)": (
+                blend,
+                [RouteInput(t, embedding=vectors[i]) for i, t in enumerate(batch)],
+            ),
             "trained (embedding + features)": (
                 trained,
                 [RouteInput(t, embedding=vectors[i]) for i, t in enumerate(batch)],
