@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.runner import LoadPlan, Verdict, judge, run_locust
-from loadtest.slo import ScenarioSlo
+from loadtest.slo import ScenarioSlo, SloResult
 
 __all__ = ["StepResult", "capacity_steps", "find_capacity", "summarize_capacity"]
 
@@ -25,18 +25,46 @@ def capacity_steps(max_users: int) -> list[int]:
     return [*steps, max_users]
 
 
+# Floors on how much traffic a run carried: a gate's check that its configured load was served. A capacity
+# step sets the load itself (1 user cannot make the requests/s of 4), so these are reported, not judged.
+_THROUGHPUT = frozenset({"rps", "goodput_rps", "output_tokens_per_s", "requests"})
+
+
+def _judged(result: SloResult) -> bool:
+    return result.metric not in _THROUGHPUT
+
+
+def _unmeasured(result: SloResult) -> bool:
+    """A tier or cache SLO the step could not measure: in a short step at a few requests/s, one tier may
+    get no streamed request (no TTFT) or none at all. That is no evidence of a breach, so it does not end
+    the search; the step only shows no capacity for that scope. Overall SLOs must always be measured."""
+    return result.measured is None and result.scope != "overall"
+
+
 @dataclass(frozen=True)
 class StepResult:
     users: int
     verdict: Verdict
 
+    @property
+    def breaches(self) -> list[SloResult]:
+        return [r for r in self.verdict.breaches if _judged(r) and not _unmeasured(r)]
+
+    @property
+    def unmeasured(self) -> list[SloResult]:
+        return [r for r in self.verdict.results if _judged(r) and _unmeasured(r)]
+
     def passed(self, scope: str | None = None) -> bool:
-        """Every SLO (scope None), or every SLO of one scope (`tier:small`) plus the overall error rate."""
+        """No SLO breached (scope None; a tier SLO the step could not measure is no breach), or every SLO
+        of one scope (`tier:small`) measured and met, plus the overall error rate. Throughput floors are
+        not judged: the step's load is what is being varied."""
         if scope is None:
-            return self.verdict.passed
+            return not self.breaches
         if self.verdict.stats.group(scope) is None:
             return False  # a tier that got no request this step has shown no capacity
-        return all(r.passed for r in self.verdict.results if r.scope == scope or r.name == "error_rate")
+        return all(
+            r.passed for r in self.verdict.results if _judged(r) and (r.scope == scope or r.name == "error_rate")
+        )
 
 
 def summarize_capacity(steps: list[StepResult], target_rps: float | None = None) -> dict[str, Any]:
@@ -60,6 +88,8 @@ def summarize_capacity(steps: list[StepResult], target_rps: float | None = None)
 
     tiers = sorted({t for s in counted for t in s.verdict.stats.tiers if t != "unknown"})
     overall = best(None)
+    # every step passed: the limit lies above --max-users, and the figures are a lower bound
+    overall["limit_found"] = any(not s.passed() for s in counted)
     if target_rps is not None and overall["goodput_rps"] > 0:
         overall["copies_for_target"] = math.ceil(target_rps / overall["goodput_rps"])
     return {
@@ -67,7 +97,8 @@ def summarize_capacity(steps: list[StepResult], target_rps: float | None = None)
             {
                 "users": s.users,
                 "passed": s.passed(),
-                "breaches": [r.name for r in s.verdict.breaches],
+                "breaches": [r.name for r in s.breaches],
+                "unmeasured": [r.name for r in s.unmeasured],
                 "rps": s.verdict.stats.overall.metric("rps"),
                 "goodput_rps": s.verdict.stats.overall.metric("goodput_rps"),
                 "e2e_p95_ms": s.verdict.stats.overall.metric("e2e_p95_ms"),
@@ -108,10 +139,10 @@ def find_capacity(
         step = StepResult(users, judge(plan.scenario, records, slo, step_s))
         steps.append(step)
         verdict = (
-            "[green]pass[/green]"
-            if step.passed()
-            else "[red]FAIL[/red] " + ", ".join(r.name for r in step.verdict.breaches)
+            "[green]pass[/green]" if step.passed() else "[red]FAIL[/red] " + ", ".join(r.name for r in step.breaches)
         )
+        if step.unmeasured:
+            verdict += " (not measured: " + ", ".join(r.name for r in step.unmeasured) + ")"
         console.print(f"{users:>4} users: {len(records)} requests, {verdict}")
         if not step.passed():
             break
@@ -120,19 +151,21 @@ def find_capacity(
     for column in ("users", "rps", "goodput rps", "TTFT p95 ms", "e2e p95 ms", "result"):
         table.add_column(column, justify="right")
     for row in result["steps"]:
+        outcome = "pass" if row["passed"] else "FAIL: " + ", ".join(row["breaches"])
         table.add_row(
             str(row["users"]),
             f"{row['rps'] or 0:.2f}",
             f"{row['goodput_rps'] or 0:.2f}",
             _ms(row["ttft_p95_ms"]),
             _ms(row["e2e_p95_ms"]),
-            "pass" if row["passed"] else "FAIL: " + ", ".join(row["breaches"]),
+            outcome + (f" ({len(row['unmeasured'])} not measured)" if row["unmeasured"] else ""),
         )
     console.print(table)
     top = result["overall"]
     console.print(
         f"highest load meeting every SLO: [bold]{top['max_users']} users[/bold], "
         f"{top['goodput_rps']:.2f} good requests/s"
+        + ("" if top["limit_found"] else f" (every step passed: at least this; raise --max-users above {max_users})")
     )
     for tier, best in result["tiers"].items():
         console.print(f"  tier {tier}: {best['max_users']} users, {best['goodput_rps']:.2f} good requests/s")

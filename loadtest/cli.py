@@ -110,7 +110,9 @@ def add_loadtest_command(app: typer.Typer) -> None:
         ] = "chat",
         users: Annotated[int, typer.Option("--users", "-u", min=1, help="Concurrent simulated users.")] = 4,
         spawn_rate: Annotated[float, typer.Option("--spawn-rate", "-r", min=0.01, help="Users started/s.")] = 2.0,
-        duration: Annotated[str, typer.Option("--duration", "-t", help="Run time: 60s, 5m, 1h.")] = "60s",
+        duration: Annotated[
+            str | None, typer.Option("--duration", "-t", help="Run time: 60s, 5m, 1h (default 60s; soak 30m).")
+        ] = None,
         url: Annotated[
             str | None, typer.Option("--url", help="A running stack. Without it, the stack is started and stopped.")
         ] = None,
@@ -146,8 +148,8 @@ def add_loadtest_command(app: typer.Typer) -> None:
         """Run a load scenario against the stack and gate on its SLOs (exit 1 when any is missed)."""
         console = Console(stderr=False)
         try:
-            scenario(scenario_name)
-            run_s = parse_duration(duration)
+            chosen = scenario(scenario_name)
+            run_s = parse_duration(duration) if duration else chosen.default_duration_s or 60.0
             step_s = parse_duration(step_duration)
         except (UnknownScenarioError, ValueError) as error:
             raise _fail(console, str(error), 2) from None

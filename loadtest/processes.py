@@ -54,12 +54,25 @@ class Server:
         return ""
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: a command started in the background by a shell script (`cmd &`) ignores
+    SIGINT, the child would inherit that, and `stop`'s Ctrl-C would go unheard for its whole timeout."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def launch(name: str, cmd: list[str], env: dict[str, str], port: int, log_dir: Path) -> Server:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}-{int(time.time())}.log"
     logger.info("starting %s: %s (log %s)", name, " ".join(cmd), log)
     with log.open("wb") as sink:
-        popen = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
     return Server(name, popen, f"http://{HOST}:{port}", log, time.time())
 
 

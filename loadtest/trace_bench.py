@@ -98,8 +98,13 @@ def measure(requests: int) -> dict[str, Any]:
     config = _config()
     result: dict[str, Any] = {"requests": requests}
     try:
-        for exporter in ("none", "otlp"):
-            tracer, provider = build_tracer(TracingConfig(exporter=exporter, endpoint=endpoint))
+        modes = {
+            "none": TracingConfig(),
+            "otlp": TracingConfig(exporter="otlp", endpoint=endpoint),
+            "otlp10": TracingConfig(exporter="otlp", endpoint=endpoint, sample_ratio=0.1),
+        }
+        for mode, tracing in modes.items():
+            tracer, provider = build_tracer(tracing)
             tiers = {"small": InstantTier(), "large": InstantTier()}
             service = GatewayService(
                 config, tiers, None, build_router(config.router, ["small", "large"]), GatewayMetrics(), tracer
@@ -107,16 +112,16 @@ def measure(requests: int) -> dict[str, Any]:
             for stream in (False, True):
                 asyncio.run(_time_requests(service, requests // 10, stream))  # warm-up
                 times = asyncio.run(_time_requests(service, requests, stream))
-                result[f"{exporter}_{'stream' if stream else 'json'}"] = _summary(times)
+                result[f"{mode}_{'stream' if stream else 'json'}"] = _summary(times)
             if provider is not None:
                 provider.shutdown()
     finally:
         sink.shutdown()
         sink.server_close()
     for kind in ("json", "stream"):
-        result[f"overhead_{kind}_p50_us"] = round(
-            result[f"otlp_{kind}"]["p50_us"] - result[f"none_{kind}"]["p50_us"], 1
-        )
+        for mode in ("otlp", "otlp10"):
+            overhead = result[f"{mode}_{kind}"]["p50_us"] - result[f"none_{kind}"]["p50_us"]
+            result[f"overhead_{mode}_{kind}_p50_us"] = round(overhead, 1)
     return result
 
 
@@ -127,13 +132,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = measure(args.requests)
     print(f"gateway flow per request, {args.requests} requests each (µs, in process, instant tier):")
-    print(f"{'':14}{'none p50':>10}{'otlp p50':>10}{'none p99':>10}{'otlp p99':>10}{'overhead p50':>14}")
+    print(f"{'':30}{'p50':>9}{'p99':>10}{'mean':>9}{'p50 overhead':>14}")
     for kind in ("json", "stream"):
-        none, otlp = result[f"none_{kind}"], result[f"otlp_{kind}"]
-        print(
-            f"{kind:14}{none['p50_us']:>10.1f}{otlp['p50_us']:>10.1f}{none['p99_us']:>10.1f}{otlp['p99_us']:>10.1f}"
-            f"{result[f'overhead_{kind}_p50_us']:>14.1f}"
-        )
+        for mode, label in (("none", "no tracing"), ("otlp", "OTLP, every trace"), ("otlp10", "OTLP, 10 % sampled")):
+            figures = result[f"{mode}_{kind}"]
+            overhead = result.get(f"overhead_{mode}_{kind}_p50_us", 0.0)
+            print(
+                f"{kind + ', ' + label:30}{figures['p50_us']:>9.1f}{figures['p99_us']:>10.1f}"
+                f"{figures['mean_us']:>9.1f}{overhead:>14.1f}"
+            )
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 

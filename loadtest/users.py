@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gevent
 import httpx
 from locust import LoadTestShape, User, task
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.rpc import Message
+from locust.runners import STATE_INIT, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
 from loadtest.records import RecordWriter, RequestRecord
 from loadtest.sse import has_content, sse_chunks
@@ -28,8 +30,11 @@ from loadtest.workloads import RequestSpec, Workload, build_workload, scenario, 
 __all__ = ["ChatUser", "ScenarioShape", "add_options", "install"]
 
 logger = logging.getLogger(__name__)
+# httpx logs every request at INFO: thousands of lines in locust.log that say nothing the records do not
+logging.getLogger("httpx").setLevel(logging.WARNING)
 _CONTEXT_ATTR = "tierserve_loadtest"  # where the run's shared state hangs on the Locust Environment
 _REPORT_KEY = "tierserve_records"
+_FINAL_KEY = "tierserve_final"
 
 
 def add_options(parser: Any) -> None:
@@ -45,6 +50,15 @@ def add_options(parser: Any) -> None:
     parser.add_argument("--run-seed", type=int, default=0, help="request seed; 0: a fresh one per run")
 
 
+# The options a run's shared state is built from: a new swarm from the web UI that changes one of them
+# (another scenario, say) gets a new workload, instead of the first run's going on under the new name.
+_CONTEXT_OPTIONS = ("scenario", "model", "max_tokens", "dataset_size", "run_seed", "records")
+
+
+def context_key(options: Any) -> tuple[str, ...]:
+    return tuple(str(getattr(options, name, "")) for name in _CONTEXT_OPTIONS)
+
+
 @dataclass
 class RunContext:
     """State one load-generating process shares between its users."""
@@ -54,6 +68,7 @@ class RunContext:
     worker: str
     writer: RecordWriter | None = None  # local runner and master write; workers ship
     pending: list[str] = field(default_factory=list)
+    key: tuple[str, ...] = ()
 
     def add(self, record: RequestRecord) -> None:
         if self.writer is not None:
@@ -63,16 +78,18 @@ class RunContext:
 
 
 def _context(environment: Environment) -> RunContext:
+    """The run's shared state, built on first use (a worker's users may come before its first spawn message)
+    and rebuilt when the options it was built from changed (a new swarm from the web UI)."""
     context = getattr(environment, _CONTEXT_ATTR, None)
-    if context is None:  # users built before the first spawn message reached a worker
-        context = _build_context(environment)
-        setattr(environment, _CONTEXT_ATTR, context)
-    if not isinstance(context, RunContext):
+    if context is not None and not isinstance(context, RunContext):
         raise TypeError("environment carries no tierserve run context")
+    if context is None or context.key != context_key(environment.parsed_options or Namespace()):
+        context = _build_context(environment, context)
+        setattr(environment, _CONTEXT_ATTR, context)
     return context
 
 
-def _build_context(environment: Environment) -> RunContext:
+def _build_context(environment: Environment, previous: RunContext | None = None) -> RunContext:
     options = environment.parsed_options or Namespace()
     seed = int(getattr(options, "run_seed", 0)) or int(time.time())
     workload = build_workload(
@@ -84,8 +101,14 @@ def _build_context(environment: Environment) -> RunContext:
     )
     runner = environment.runner
     worker = getattr(runner, "client_id", "") if isinstance(runner, WorkerRunner) else "local"
-    writer = None if isinstance(runner, WorkerRunner) else RecordWriter(Path(options.records))
-    return RunContext(options, workload, worker, writer)
+    writer = previous.writer if previous is not None else None
+    if writer is not None and writer.path != Path(options.records):
+        writer.close()
+        writer = None
+    if writer is None and not isinstance(runner, WorkerRunner):
+        writer = RecordWriter(Path(options.records))
+    pending = previous.pending if previous is not None else []  # a worker's records not yet shipped
+    return RunContext(options, workload, worker, writer, pending, context_key(options))
 
 
 def install(environment: Environment, **_: Any) -> None:
@@ -97,17 +120,23 @@ def install(environment: Environment, **_: Any) -> None:
             context = getattr(environment, _CONTEXT_ATTR, None)
             if isinstance(context, RunContext) and context.pending:
                 data[_REPORT_KEY], context.pending = context.pending, []
+            if runner.state == STATE_STOPPED:  # the report after `quit` stopped the users: nothing follows
+                data[_FINAL_KEY] = True
 
         environment.events.report_to_master.add_listener(report)  # type: ignore[no-untyped-call]
         return
     if isinstance(runner, MasterRunner):
+        finished: set[str] = set()
 
         def receive(client_id: str, data: dict[str, Any]) -> None:
             lines = data.get(_REPORT_KEY)
             if lines:
                 _context(environment).writer.write_raw(lines)  # type: ignore[union-attr]
+            if data.get(_FINAL_KEY):
+                finished.add(client_id)
 
         environment.events.worker_report.add_listener(receive)  # type: ignore[no-untyped-call]
+        _wait_for_final_reports(runner, finished)
 
     def close(**_: Any) -> None:
         context = getattr(environment, _CONTEXT_ATTR, None)
@@ -115,6 +144,29 @@ def install(environment: Environment, **_: Any) -> None:
             context.writer.close()
 
     environment.events.quitting.add_listener(close)  # type: ignore[no-untyped-call]
+
+
+def _wait_for_final_reports(runner: MasterRunner, finished: set[str]) -> None:
+    """At the end of a headless run Locust's master sends its workers `quit` and waits 0.5 s for their last
+    reports; a worker sends its last one only once its users stopped, which with `--stop-timeout` is when
+    their requests in flight have finished. Those requests (a quarter of a 40 s run, live) reached neither
+    the records nor Locust's statistics. The master's `quit` now sends `quit` first and waits for every
+    worker's last report (at most the stop timeout and 15 s), then goes on as before."""
+    quit_now = runner.quit
+
+    def quit_after_final_reports() -> None:
+        workers = [client.id for client in runner.clients.all]
+        if workers and runner.state not in (STATE_INIT, STATE_STOPPED, STATE_STOPPING):
+            runner.stop(send_stop_to_client=False)
+            finished.clear()
+            for worker in workers:
+                runner.server.send_to_client(Message("quit", None, worker))  # type: ignore[no-untyped-call]
+            deadline = time.monotonic() + float(runner.environment.stop_timeout or 0) + 15
+            while not finished.issuperset(workers) and time.monotonic() < deadline:
+                gevent.sleep(0.2)
+        quit_now()
+
+    runner.quit = quit_after_final_reports  # type: ignore[method-assign]
 
 
 class ChatUser(User):  # type: ignore[misc]
@@ -182,9 +234,10 @@ class ChatUser(User):  # type: ignore[misc]
             fields["error"] = f"connection: {type(error).__name__}: {error}"[:300]
         except ValueError as error:  # a body that is not the JSON the API promises
             fields |= {"ok": False, "error": f"inband: bad JSON: {error}"[:300]}
+        e2e_s = fields.pop("e2e_s", None) or time.perf_counter() - started
         return RequestRecord(
             start=started_at,
-            e2e_s=time.perf_counter() - started,
+            e2e_s=e2e_s,
             scenario=self.tierserve.workload.scenario.name,
             name=spec.name,
             stream=spec.stream,
@@ -203,7 +256,8 @@ class ChatUser(User):  # type: ignore[misc]
             if response.status_code != 200:
                 response.read()
                 return fields | {"error": f"{response.status_code}: {response.text[:200]}"}
-            for chunk in sse_chunks(response.iter_lines()):
+            lines = response.iter_lines()
+            for chunk in sse_chunks(lines):
                 if "error" in chunk:  # the stream had started: the error arrives in-band
                     return fields | {"error": f"inband: {json.dumps(chunk['error'])[:200]}"}
                 if has_content(chunk):
@@ -215,7 +269,12 @@ class ChatUser(User):  # type: ignore[misc]
                     last = now
                 if chunk.get("usage"):
                     fields |= _usage(chunk["usage"])
-        return fields | {"ok": True, "ttft_s": ttft, "itl_s": tuple(gaps)}
+            done = time.perf_counter()  # end to end: send to `[DONE]`
+            # Read on to the end of the body, as the openai client does: hanging up at `[DONE]` is, to the
+            # server, a client that went away (499) before its stream closed.
+            for _ in lines:
+                pass
+        return fields | {"ok": True, "ttft_s": ttft, "itl_s": tuple(gaps), "e2e_s": done - started}
 
 
 def _headers(response: httpx.Response) -> dict[str, Any]:
@@ -249,7 +308,8 @@ class ScenarioShape(LoadTestShape):  # type: ignore[misc]
         options = runner.environment.parsed_options if runner is not None else None
         if options is None:
             return None
-        run_time = float(options.run_time or 0) or scenario(options.scenario).default_duration_s
-        kind = scenario(options.scenario).shape
+        chosen = scenario(options.scenario)
+        run_time = float(options.run_time or 0) or chosen.default_duration_s  # None: until stopped (web UI)
+        kind = chosen.shape
         elapsed = time.perf_counter() - self.start_time
         return shape_target(kind, int(options.num_users or 1), float(options.spawn_rate or 1), run_time, elapsed)

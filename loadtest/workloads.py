@@ -40,7 +40,8 @@ class Scenario:
     workload: Literal["sharegpt", "cache", "routed", "mixed"]
     shape: ShapeKind = "constant"
     stream_share: float = 0.8  # most chat clients stream
-    default_duration_s: float = 60.0
+    # run time when none is given (`tierserve loadtest`: else 60 s; the web UI: else until stopped)
+    default_duration_s: float | None = None
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -274,16 +275,18 @@ def build_workload(name: str, max_tokens: int, seed: int, model: str = "auto", d
 
 
 def shape_target(
-    kind: ShapeKind, users: int, spawn_rate: float, run_time_s: float, elapsed_s: float
+    kind: ShapeKind, users: int, spawn_rate: float, run_time_s: float | None, elapsed_s: float
 ) -> tuple[int, float] | None:
-    """(users wanted now, spawn rate) at `elapsed_s` into the run, or None once the run is over."""
-    if elapsed_s >= run_time_s:
+    """(users wanted now, spawn rate) at `elapsed_s` into the run, or None once the run is over. Without a
+    run time (`None`: a web UI run that was given none) the load goes on until it is stopped, and a step
+    ramp adds a quarter of the users every minute."""
+    if run_time_s is not None and elapsed_s >= run_time_s:
         return None
     if kind == "step":  # four equal steps, so each load level gets a quarter of the run
-        step = min(3, int(elapsed_s / (run_time_s / 4)))
+        step = min(3, int(elapsed_s / (run_time_s / 4 if run_time_s is not None else 60.0)))
         return max(1, round(users * (step + 1) / 4)), spawn_rate
     if kind == "burst":  # a quarter of the users, and all of them for the last fifth of every 30 s
-        period = min(30.0, run_time_s / 2)
+        period = min(30.0, run_time_s / 2) if run_time_s is not None else 30.0
         in_burst = elapsed_s % period >= period * 0.8
         return (users, float(users)) if in_burst else (max(1, users // 4), float(users))
     return users, spawn_rate

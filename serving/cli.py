@@ -207,8 +207,10 @@ def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: floa
 
     from serving.app import build_app
 
-    # SIGTERM (systemd, make) gets the same clean shutdown as Ctrl-C.
+    # SIGTERM (systemd, make) gets the same clean shutdown as Ctrl-C. SIGINT is set explicitly: a shell starts
+    # background jobs (`tierserve serve &` in a script) with SIGINT ignored, and Python keeps it ignored.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     url = f"http://{stack.gateway.host}:{stack.gateway.port}"
     try:
         ray_serve.start(http_options={"host": stack.gateway.host, "port": stack.gateway.port})

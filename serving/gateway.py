@@ -462,16 +462,18 @@ class GatewayService:
                     pieces.append(event["text"])
                     yield formatter.content(event["text"])
             answer = self._answer(call, pieces, event)
-            for chunk in formatter.closing(
-                answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, call.job.include_usage
-            ):
-                yield chunk
-            # Only now, with the whole answer delivered, is it worth keeping.
+            # Every piece of text has reached the client and the tier finished: the answer is complete and worth
+            # keeping. Kept before the closing chunks, because a client may hang up as soon as it reads them
+            # (the load test's users did, at [DONE]), which would otherwise skip the store and the accounting.
             call.land(answer)
             await self._store(call.job, answer, call.store, call.acct)
             self._finish(
                 call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens
             )
+            for chunk in formatter.closing(
+                answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, call.job.include_usage
+            ):
+                yield chunk
         except ServingError as error:
             # The headers are gone already: report the error in-band, as vLLM's server does.
             self._count(call.job, call.tier, call.cache_label, error.status)

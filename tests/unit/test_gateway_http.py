@@ -641,6 +641,20 @@ async def test_abandoned_stream_is_not_cached(make_stack: StackFactory) -> None:
     assert stack.small.calls == 2
 
 
+@pytest.mark.parametrize("after_body_messages", [6, 7])  # after the finish_reason chunk; after [DONE]
+async def test_a_client_hanging_up_once_it_has_the_answer_still_gets_it_cached(
+    make_stack: StackFactory, after_body_messages: int
+) -> None:
+    stack = await make_stack()
+    sent = await _abandon_stream(stack.app, chat_body(stream=True), after_body_messages=after_body_messages)
+    bodies = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert b"capital." in bodies and b'"finish_reason":"stop"' in bodies
+    # Every piece of text was delivered and the tier finished: a complete answer, stored and counted.
+    assert stack.cache is not None and stack.cache.entries("alpha") == 1
+    again = await stack.chat()
+    assert again.headers["x-tierserve-cache"] == "hit"
+
+
 # ----------------------------------------------------------------------------------- health, metrics
 
 
