@@ -67,7 +67,7 @@ def test_gpu_config_names_real_fleets() -> None:
     assert large.engine.tensor_parallel_size == large.deployment.num_gpus == 4
     # A hub id is passed to vLLM as is, never joined to models_dir.
     assert config.model_path(large) == "meta-llama/Llama-3.1-70B-Instruct"
-    assert config.router.thresholds == [0.291525, 0.41601]
+    assert config.router.thresholds == [0.229508, 0.351386]
 
 
 def test_relative_dirs_resolve_against_the_folder_above_the_config_folder(tmp_path: Path) -> None:
