@@ -1,11 +1,13 @@
-"""Fixtures of the unit tests: the gateway stack over fake tiers (see gateway_stack.py)."""
+"""Fixtures of the unit tests: the gateway stack over fake tiers (gateway_stack.py), a fake OpenAI server
+(fake_openai.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.unit.fake_openai import serve_fake_openai
 from tests.unit.gateway_stack import Stack, StackFactory, stack_factory
 
 
@@ -18,3 +20,8 @@ async def make_stack(redis_url: str, key_prefix: str) -> AsyncIterator[StackFact
 @pytest.fixture
 async def stack(make_stack: StackFactory) -> Stack:
     return await make_stack()
+
+
+@pytest.fixture(scope="module")
+def fake_url() -> Iterator[str]:
+    yield from serve_fake_openai()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from loadtest.runner import LOCUSTFILE, judge
 from loadtest.slo import ScenarioSlo
 from loadtest.workloads import SCENARIOS, shape_target
 from serving.cli import app
-from tests.unit.test_loadtest_gate import LAX, _FakeOpenAI
+from tests.unit.fake_openai import LAX, FakeOpenAI
 
 
 def test_without_a_run_time_the_load_goes_on_until_stopped() -> None:
@@ -79,16 +78,6 @@ def test_capacity_does_not_hold_one_user_to_the_gates_throughput_floor() -> None
 
 
 # ------------------------------------------------------------------------------------ the web UI, live
-
-
-@pytest.fixture
-def fake_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join()
 
 
 def _free_port() -> int:
@@ -184,7 +173,7 @@ def test_a_stack_started_from_a_backgrounded_command_still_hears_ctrl_c(tmp_path
     assert "interrupted" in server.log.read_text()
 
 
-class _WatchesHangUps(_FakeOpenAI):
+class _WatchesHangUps(FakeOpenAI):
     """After `[DONE]`, keeps the stream open a moment and notes whether the client hung up meanwhile."""
 
     hung_up: list[bool] = []
@@ -222,7 +211,7 @@ def test_users_read_a_stream_to_its_end_and_time_it_to_done(tmp_path: Path) -> N
 # ------------------------------------------------------------------------------ distributed, live
 
 
-class _SlowAnswers(_FakeOpenAI):
+class _SlowAnswers(FakeOpenAI):
     """Answers after 1.5 s, so that requests are in flight when a run's time is up; counts what it served."""
 
     served: list[float] = []
