@@ -12,7 +12,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -74,15 +74,21 @@ def paraphrase_pairs() -> list[tuple[str, str]]:
     return [(row["a"], row["b"]) for row in rows if row["same"]]
 
 
+def _within_budget(n: int, budget_s: float) -> Iterator[int]:
+    """0 .. n-1, stopping early once budget_s has passed (the timing loops of `timed` and `atimed`)."""
+    deadline = time.monotonic() + budget_s
+    for i in range(n):
+        if time.monotonic() > deadline:
+            return
+        yield i
+
+
 def timed(call: Callable[[int], object], n: int, budget_s: float, warmup: int = 3) -> dict[str, float]:
     """p50/p99 of `call(i)` over n calls (fewer when budget_s runs out), after a few uncounted warm-up calls."""
     for i in range(warmup):
         call(i)
     samples: list[float] = []
-    deadline = time.monotonic() + budget_s
-    for i in range(n):
-        if time.monotonic() > deadline:
-            break
+    for i in _within_budget(n, budget_s):
         started = time.perf_counter()
         call(i)
         samples.append(time.perf_counter() - started)
@@ -92,13 +98,11 @@ def timed(call: Callable[[int], object], n: int, budget_s: float, warmup: int = 
 async def atimed(
     call: Callable[[int], Awaitable[object]], n: int, budget_s: float, warmup: int = 3
 ) -> dict[str, float]:
+    """`timed` for a coroutine function (awaited in turn, never concurrently)."""
     for i in range(warmup):
         await call(i)
     samples: list[float] = []
-    deadline = time.monotonic() + budget_s
-    for i in range(n):
-        if time.monotonic() > deadline:
-            break
+    for i in _within_budget(n, budget_s):
         started = time.perf_counter()
         await call(i)
         samples.append(time.perf_counter() - started)

@@ -74,20 +74,6 @@ def _embed_all(embedder_factory: EmbedderFactory, prompts: Sequence[str], cache:
         )
 
 
-def _report_dict(report: RoutingReport) -> dict[str, Any]:
-    return {
-        "n": report.n,
-        "weak_accuracy": round(report.weak_accuracy, 4),
-        "strong_accuracy": round(report.strong_accuracy, 4),
-        "apgr": round(report.apgr, 4),
-        "cpt50": round(report.cpt50, 4),
-        "cpt80": round(report.cpt80, 4),
-        "oracle_apgr": round(report.oracle_apgr, 4),
-        "apgr_ci95": None if report.apgr_ci95 is None else [round(v, 4) for v in report.apgr_ci95],
-        "curve": [{k: round(v, 4) for k, v in asdict(p).items()} for p in report.curve],
-    }
-
-
 def _print_report(out: Console, title: str, report: RoutingReport) -> None:
     table = Table(title=title)
     table.add_column("strong calls", justify="right")
@@ -231,7 +217,7 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
             "weak_column": outcomes.weak_column,
             "strong_column": outcomes.strong_column,
             "scorer": config.scorer + ("" if use_embedding or config.scorer == "heuristic" else " (features only)"),
-            **_report_dict(report),
+            **report.as_dict(),
             "routing_latency": latency,
         }
         if use_embedding:

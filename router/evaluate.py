@@ -12,7 +12,8 @@ boundaries. A constant score therefore evaluates exactly like the random router.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +43,28 @@ class RoutingReport:
     oracle_apgr: float
     curve: list[CurvePoint]
     apgr_ci95: tuple[float, float] | None = None  # bootstrap over prompts (small samples are noisy)
+
+    def as_dict(self, *, brief: bool = False) -> dict[str, Any]:
+        """The report for JSON, rounded to 4 decimals; `brief`: n, apgr, cpt50 and cpt80 only (what the
+        weights file records about its held-out figures)."""
+        if brief:
+            return {
+                "n": self.n,
+                "apgr": round(self.apgr, 4),
+                "cpt50": round(self.cpt50, 4),
+                "cpt80": round(self.cpt80, 4),
+            }
+        return {
+            "n": self.n,
+            "weak_accuracy": round(self.weak_accuracy, 4),
+            "strong_accuracy": round(self.strong_accuracy, 4),
+            "apgr": round(self.apgr, 4),
+            "cpt50": round(self.cpt50, 4),
+            "cpt80": round(self.cpt80, 4),
+            "oracle_apgr": round(self.oracle_apgr, 4),
+            "apgr_ci95": None if self.apgr_ci95 is None else [round(v, 4) for v in self.apgr_ci95],
+            "curve": [{k: round(v, 4) for k, v in asdict(p).items()} for p in self.curve],
+        }
 
 
 def pgr_curve(

@@ -176,14 +176,6 @@ def train(data: OutcomeSet, embeddings: NDArray[np.float32], source: str = "", l
 
     unseen, folds = _unseen_subjects(data, full_x, y, fit_rows, c_full)
 
-    def summary(report: RoutingReport) -> dict[str, Any]:
-        return {
-            "n": report.n,
-            "apgr": round(report.apgr, 4),
-            "cpt50": round(report.cpt50, 4),
-            "cpt80": round(report.cpt80, 4),
-        }
-
     training: dict[str, Any] = {
         "source": source,
         "data_sha256": data_fingerprint(data),
@@ -194,11 +186,15 @@ def train(data: OutcomeSet, embeddings: NDArray[np.float32], source: str = "", l
         "split": "sha256(prompt) % 100: <20 test, <30 validation, else train; heads refit on train+validation",
         "c_full": c_full,
         "c_features_only": c_feat,
-        "test_full": summary(test),
-        "test_features_only": summary(test_feat),
+        "test_full": test.as_dict(brief=True),
+        "test_features_only": test_feat.as_dict(brief=True),
     }
     if unseen is not None:
-        training["unseen_subjects"] = {**summary(unseen), "fold_apgr": folds, "folds": "sorted subjects[k::5]"}
+        training["unseen_subjects"] = {
+            **unseen.as_dict(brief=True),
+            "fold_apgr": folds,
+            "folds": "sorted subjects[k::5]",
+        }
     weights = RouterWeights(
         embedder=EMBEDDER_NAME,
         dimension=dim,
