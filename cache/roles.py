@@ -32,6 +32,9 @@ NOT_PIVOTS = words("""
 
 # How alike the two texts must become once X and Y trade back (difflib ratio over role tokens).
 RESTORED_AT_LEAST = 0.8
+# Longer texts are not checked: a swap trap is a short question (the longest trap in eight blind rounds has 18
+# words), and the search over word pairs would cost seconds on a reordered copy of a long document.
+MAX_WORDS = 48
 
 
 def _roles(sequence: Sequence[tuple[str, str]]) -> list[str]:
@@ -77,6 +80,8 @@ def roles_swapped(a: Sequence[tuple[str, str]], b: Sequence[tuple[str, str]]) ->
 
     Takes the verifier's (word, stem) sequences (articles and possessives already dropped).
     """
+    if max(len(a), len(b)) > MAX_WORDS:
+        return None  # the pair search grows with the fourth power of the length; traps are short questions
     glue_a, glue_b = _glue(a), _glue(b)
     if glue_a != glue_b:
         # A trap is the same sentence with two words traded: its function words stay. Paraphrases that

@@ -228,7 +228,10 @@ class Gateway:
         return build_http_app(self._service, echo_request_id=False)
 
     async def __del__(self) -> None:
-        if self._cache is not None:
-            await self._cache.close()
-        if self._tracer_provider is not None:
-            self._tracer_provider.shutdown()  # flush the spans still batched
+        # getattr: a replica whose __init__ failed has neither.
+        cache = getattr(self, "_cache", None)
+        if cache is not None:
+            await cache.close()
+        provider = getattr(self, "_tracer_provider", None)
+        if provider is not None:
+            await asyncio.to_thread(provider.shutdown)  # flushes the spans still batched (may wait on the collector)

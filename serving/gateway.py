@@ -131,6 +131,9 @@ class GatewayService:
         except ServingError as error:
             acct.trace.end(error.status, error.code or type(error).__name__)
             raise
+        except asyncio.CancelledError:
+            acct.trace.end(499, "client_closed")  # the client went away while its answer was being prepared
+            raise
         except BaseException as error:
             acct.trace.end(500, type(error).__name__)
             raise
@@ -206,7 +209,7 @@ class GatewayService:
                 if target is None:
                     status = error.status if isinstance(error, ServingError) else 500
                     self._count(job, call.tier, outcome.value, status)
-                    await call.close(type(error).__name__)
+                    await call.close(type(error).__name__ if status >= 500 else None)
                     raise
                 call, escalated_from = await self._escalate(call, target, error), call.tier
                 headers |= {"x-tierserve-tier": target, "x-tierserve-escalated-from": escalated_from}
@@ -382,9 +385,9 @@ class GatewayService:
 
     def _replay(self, job: Job, answer: CachedAnswer, headers: dict[str, str], acct: Accounting) -> Reply:
         formatter = ResponseFormatter(job.endpoint, job.request_id, answer.tier)
-        self._finish(job, "cache", "hit", acct, answer.prompt_tokens, answer.completion_tokens, first_token=True)
         acct.trace.set(answered_by=answer.tier)
-        acct.trace.end(200)  # a replay is written at once: the request's work is done
+        # Ends the trace too: a replay is written at once, the request's work is done.
+        self._finish(job, "cache", "hit", acct, answer.prompt_tokens, answer.completion_tokens, first_token=True)
         if not job.stream:
             body = formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
             return Reply(headers, body=body)
@@ -454,6 +457,7 @@ class GatewayService:
 
     async def _stream_live(self, call: LiveCall, formatter: ResponseFormatter) -> AsyncIterator[str]:
         pieces: list[str] = []
+        failure: str | None = None
         try:
             for chunk in formatter.opening():
                 yield chunk
@@ -478,10 +482,15 @@ class GatewayService:
             # The headers are gone already: report the error in-band, as vLLM's server does.
             self._count(call.job, call.tier, call.cache_label, error.status)
             call.acct.trace.end(error.status, error.code or type(error).__name__)
+            failure = type(error).__name__
             yield sse(error.body())
             yield DONE
+        except Exception as error:
+            failure = type(error).__name__
+            call.acct.trace.end(500, failure)
+            raise
         finally:
-            await call.close()
+            await call.close(failure)
             # Ended already unless the client went away mid-stream (499, nginx's "client closed request").
             call.acct.trace.end(499, "client_closed")
 

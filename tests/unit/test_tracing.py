@@ -81,7 +81,7 @@ async def test_a_hit_is_one_short_trace_without_generation(traced: Stack, spans:
     assert response.headers["x-tierserve-cache"] == "hit"
     root = request_span(spans)
     assert root.attributes is not None and root.attributes["tierserve.cache"] == "hit"
-    assert "tierserve.similarity" in root.attributes
+    assert "tierserve.similarity" in root.attributes and root.attributes["tierserve.answered_by"] == "small"
     assert set(children(spans, root)) == {"embed", "cache_lookup"}
 
 
@@ -120,6 +120,33 @@ async def test_a_failed_tier_fails_the_span_and_its_generation(
     root = request_span(spans)
     assert root.status.status_code is StatusCode.ERROR
     assert children(spans, root)["generate"].status.status_code is StatusCode.ERROR
+
+
+async def test_a_tier_failing_mid_stream_fails_both_spans(
+    make_stack: StackFactory, spans: InMemorySpanExporter
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    stack = await make_stack(small=FakeTier(fail="midway"), tracer=provider.get_tracer("test"))
+    response = await stack.chat(stream=True)
+    assert response.status_code == 200 and '"error"' in response.text  # in-band, the headers were sent
+    root = request_span(spans)
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.attributes is not None and root.attributes["http.response.status_code"] == 503
+    assert children(spans, root)["generate"].status.status_code is StatusCode.ERROR
+
+
+async def test_a_rejected_request_does_not_fail_its_generation_span(
+    make_stack: StackFactory, spans: InMemorySpanExporter
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    stack = await make_stack(small=FakeTier(error=FakeTier.context_length_error()), tracer=provider.get_tracer("test"))
+    response = await stack.chat()
+    assert response.status_code == 400
+    root = request_span(spans)
+    assert root.status.status_code is StatusCode.UNSET
+    assert children(spans, root)["generate"].status.status_code is StatusCode.UNSET
 
 
 async def test_without_tracing_nothing_is_added(stack: Stack) -> None:

@@ -250,3 +250,16 @@ def test_facts_of_a_text_are_extracted_once(verifier: LookalikeVerifier) -> None
     first = verifier.facts("How do I enable 2FA on my account?")
     assert verifier.facts("How do I enable 2FA on my account?") is first
     assert LookalikeVerifier(cache_size=0).facts("How do I enable 2FA?") is not None
+
+
+def test_role_swaps_are_not_searched_in_long_texts(verifier: LookalikeVerifier) -> None:
+    # The pair search is quartic in length; a reordered long document must not stall a lookup.
+    from cache.roles import MAX_WORDS, roles_swapped
+
+    words = [f"word{i}" for i in range(MAX_WORDS)]
+    short_a = "can my landlord sue me for breaking the lease"
+    short_b = "can I sue my landlord for breaking the lease"
+    assert roles_swapped(verifier.facts(short_a).sequence, verifier.facts(short_b).sequence) is not None
+    long_a = f"{short_a} " + " ".join(words)
+    long_b = f"{short_b} " + " ".join(words)
+    assert roles_swapped(verifier.facts(long_a).sequence, verifier.facts(long_b).sequence) is None
