@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NoOpTracer, StatusCode
+from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
 from serving.config import TracingConfig
 from serving.tracing import RequestTrace, build_tracer, caller_context
@@ -31,10 +31,16 @@ def spans() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-async def traced(make_stack: StackFactory, spans: InMemorySpanExporter) -> Stack:
+def tracer(spans: InMemorySpanExporter) -> Tracer:
+    """A tracer whose spans land in `spans` as soon as they end."""
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    return await make_stack(tracer=provider.get_tracer("test"))
+    return provider.get_tracer("test")
+
+
+@pytest.fixture
+async def traced(make_stack: StackFactory, tracer: Tracer) -> Stack:
+    return await make_stack(tracer=tracer)
 
 
 def request_span(spans: InMemorySpanExporter) -> ReadableSpan:
@@ -110,11 +116,9 @@ async def test_client_errors_are_recorded_but_not_failed_spans(traced: Stack, sp
 
 
 async def test_a_failed_tier_fails_the_span_and_its_generation(
-    make_stack: StackFactory, spans: InMemorySpanExporter
+    make_stack: StackFactory, tracer: Tracer, spans: InMemorySpanExporter
 ) -> None:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    stack = await make_stack(small=FakeTier(fail="start"), tracer=provider.get_tracer("test"))
+    stack = await make_stack(small=FakeTier(fail="start"), tracer=tracer)
     response = await stack.chat()
     assert response.status_code == 503
     root = request_span(spans)
@@ -123,11 +127,9 @@ async def test_a_failed_tier_fails_the_span_and_its_generation(
 
 
 async def test_a_tier_failing_mid_stream_fails_both_spans(
-    make_stack: StackFactory, spans: InMemorySpanExporter
+    make_stack: StackFactory, tracer: Tracer, spans: InMemorySpanExporter
 ) -> None:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    stack = await make_stack(small=FakeTier(fail="midway"), tracer=provider.get_tracer("test"))
+    stack = await make_stack(small=FakeTier(fail="midway"), tracer=tracer)
     response = await stack.chat(stream=True)
     assert response.status_code == 200 and '"error"' in response.text  # in-band, the headers were sent
     root = request_span(spans)
@@ -137,11 +139,9 @@ async def test_a_tier_failing_mid_stream_fails_both_spans(
 
 
 async def test_a_rejected_request_does_not_fail_its_generation_span(
-    make_stack: StackFactory, spans: InMemorySpanExporter
+    make_stack: StackFactory, tracer: Tracer, spans: InMemorySpanExporter
 ) -> None:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    stack = await make_stack(small=FakeTier(error=FakeTier.context_length_error()), tracer=provider.get_tracer("test"))
+    stack = await make_stack(small=FakeTier(error=FakeTier.context_length_error()), tracer=tracer)
     response = await stack.chat()
     assert response.status_code == 400
     root = request_span(spans)
