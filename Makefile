@@ -39,7 +39,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/tierserve models prepare --config configs/default.yaml
-	$(BIN)/python -m loadtest.bench --config configs/default.yaml
+	$(BIN)/python -m benchmarks.bench --config configs/default.yaml
 
 loadtest: models  # the SLO gate on the embedded default (starts and stops the stack)
 	$(BIN)/tierserve loadtest --config $(CONFIG) --scenario chat --users 4 --duration 60s

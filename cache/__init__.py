@@ -1,27 +1,23 @@
-"""Semantic cache: embeddings, an HNSW index per tenant, Redis as the shared store."""
+"""Semantic cache: embeddings, an HNSW index per tenant, Redis as the shared store.
 
-from cache.config import CacheConfig, RedisConfig
-from cache.embedder import Embedder, SentenceTransformerEmbedder
-from cache.errors import CacheError, CacheUnavailable
+The door holds what the gateway and the commands use; the parts (index, batching, verifier internals) are reached
+through their own modules by the cache's CLI, the benchmarks and the tests."""
+
+from cache.config import CacheConfig
+from cache.embedder import SentenceTransformerEmbedder, TokenCountingEmbedder
 from cache.keys import namespace_key
-from cache.semantic import Lookup, Outcome, SemanticCache
-from cache.store import CachedAnswer, CacheEntry, CacheStore
-from cache.verify import LookalikeVerifier, VerifierConfig
+from cache.semantic import Outcome, SemanticCache
+from cache.store import CachedAnswer, CacheStore
+from cache.verify import LookalikeVerifier
 
 __all__ = [
     "CacheConfig",
-    "CacheEntry",
-    "CacheError",
     "CacheStore",
-    "CacheUnavailable",
     "CachedAnswer",
-    "Embedder",
     "LookalikeVerifier",
-    "Lookup",
     "Outcome",
-    "RedisConfig",
     "SemanticCache",
     "SentenceTransformerEmbedder",
-    "VerifierConfig",
+    "TokenCountingEmbedder",
     "namespace_key",
 ]

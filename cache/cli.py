@@ -1,4 +1,4 @@
-"""`tierserve cache ...`: offline tools for the semantic cache (mounted by serving.cli as the `cache` group).
+"""`tierserve cache ...`: offline tools for the semantic cache (mounted by commands.main on the `cache` group).
 
 `tierserve cache eval --pairs FILE.jsonl` replays labelled question pairs through the cache's hit decision
 (similarity threshold, then the look-alike verifier) and prints how many paraphrases hit and how many
@@ -54,7 +54,7 @@ def build_cache_app(embedder_factory: EmbedderFactory = _default_embedder) -> ty
 
 
 def add_eval_command(app: typer.Typer, embedder_factory: EmbedderFactory = _default_embedder) -> None:
-    """Register `eval` on an existing group (serving.cli's `cache` group: `add_eval_command(cache_app)`)."""
+    """Register `eval` on an existing group (commands.main: `add_eval_command(cache_app)`)."""
 
     @app.command("eval")
     def eval_command(

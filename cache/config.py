@@ -56,7 +56,9 @@ class CacheConfig(BaseModel):
         description="Only requests sampled at or below this temperature are looked up and stored.",
     )
     store_truncated: bool = Field(
-        default=False, description="Also store answers that stopped at max_tokens (finish_reason=length)."
+        default=True,
+        description="Also store answers that stopped at max_tokens (finish_reason=length): max_tokens is part of "
+        "the key, so only a request with the same limit gets one, as it would from the model.",
     )
     max_entries_per_tenant: int = Field(
         default=100_000, ge=1, description="Beyond this, a tenant's least recently used entries are evicted."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,16 @@ class Embedder(Protocol):
     def dimension(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> Vector: ...
+
+
+@runtime_checkable
+class TokenCountingEmbedder(Embedder, Protocol):
+    """An embedder that can also say how many tokens each text is and how many it reads (for /v1/embeddings)."""
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
 
 def bundled_model_path() -> Path:
@@ -45,6 +55,16 @@ class SentenceTransformerEmbedder:
     @property
     def dimension(self) -> int:
         return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        """Longer texts are cut here by the model (256 word pieces for all-MiniLM-L6-v2)."""
+        length = self._model.max_seq_length
+        return int(length) if length is not None else 512
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        ids = self._model.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+        return [len(row) for row in ids]
 
     def embed(self, texts: Sequence[str]) -> Vector:
         vectors = self._model.encode(

@@ -81,6 +81,10 @@ class SemanticCache:
         vector: Vector = self._embedder.embed([text])[0]
         return vector
 
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
     async def embed_async(self, text: str) -> Vector:
         """Embed off the event loop, batched with whatever other requests are embedding right now."""
         return await self._batcher.embed(text)
@@ -91,6 +95,25 @@ class SemanticCache:
     def entries(self, tenant: str) -> int:
         index = self._indexes.get(tenant)
         return len(index) if index is not None else 0
+
+    async def lookup_exact(self, tenant: str, namespace: str, query: str) -> Lookup | None:
+        """An identical repeat, from Redis alone (no embedding, no index): a hit, or None to go on."""
+        if not self.available():
+            return None
+        try:
+            entry = await self._store.get_exact(tenant, namespace, query)
+            if entry is None or (entry.tenant, entry.namespace, entry.query) != (tenant, namespace, query):
+                return None
+            await self._store.touch(tenant, entry.entry_id)
+        except CacheUnavailable as error:
+            self._mark_down(error)
+            return None
+        except Exception:  # a cache bug must cost a miss, never a failed request
+            logger.exception("exact cache lookup failed; going on")
+            return None
+        self.counters["hit"] += 1
+        self.counters["hit_exact"] += 1
+        return Lookup(Outcome.HIT, answer=entry.answer, similarity=1.0)
 
     async def lookup(self, tenant: str, namespace: str, vector: Vector, query: str = "") -> Lookup:
         if not self.available():

@@ -12,6 +12,7 @@ Layout (prefix `p`, per tenant `t`):
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -33,13 +34,19 @@ _STREAM_MAXLEN = 200_000
 
 
 class CachedAnswer(BaseModel):
-    """A complete, successful answer, kept as the pieces it streamed in so a replay has the same shape."""
+    """A complete, successful answer, kept as the pieces it streamed in so a replay has the same shape.
+
+    `chunks` (a streamed answer's chunks, JSON, without the usage-only one) or `body` (a whole answer's JSON) keep
+    the engine's own response, so a replay in the same mode is exact; the other mode is rebuilt from `pieces`.
+    """
 
     pieces: list[str]
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     tier: str
+    chunks: list[str] | None = None
+    body: str | None = None
 
     @property
     def text(self) -> str:
@@ -115,6 +122,10 @@ class CacheStore:
     def _expiry_key(self, tenant: str) -> str:
         return f"{self._p}:expiry:{tenant}"
 
+    def _exact_key(self, tenant: str, namespace: str, query: str) -> str:
+        digest = hashlib.sha256(f"{namespace}\x00{query}".encode()).hexdigest()
+        return f"{self._p}:exact:{tenant}:{digest}"
+
     async def ping(self) -> None:
         await self._call(self._client.ping())
 
@@ -132,6 +143,9 @@ class CacheStore:
         )
         pipe = self._client.pipeline(transaction=True)
         pipe.set(self._entry_key(entry.tenant, entry.entry_id), entry.model_dump_json(), ex=ttl_s)
+        # An identical repeat finds its entry through this pointer, before anything is embedded. A pointer whose
+        # entry was evicted or deleted finds nothing, and expires with the entry it pointed at.
+        pipe.set(self._exact_key(entry.tenant, entry.namespace, entry.query), entry.entry_id, ex=ttl_s)
         pipe.zadd(self._lru_key(entry.tenant), {entry.entry_id: now})
         pipe.zadd(self._expiry_key(entry.tenant), {entry.entry_id: now + ttl_s})
         pipe.sadd(f"{self._p}:tenants", entry.tenant)
@@ -151,6 +165,15 @@ class CacheStore:
             return []
         raw = await self._call(self._client.mget([self._entry_key(tenant, e) for e in entry_ids]))
         return [_parse(item) if item is not None else None for item in raw]
+
+    async def get_exact(self, tenant: str, namespace: str, query: str) -> CacheEntry | None:
+        """The entry stored for exactly this namespace and query, if there is one."""
+        entry_id = await self._call(self._client.get(self._exact_key(tenant, namespace, query)))
+        if entry_id is None:
+            return None
+        key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        raw = await self._call(self._client.get(self._entry_key(tenant, key)))
+        return _parse(raw) if raw is not None else None
 
     async def touch(self, tenant: str, entry_id: str) -> None:
         """Mark an entry as just used (LRU order)."""

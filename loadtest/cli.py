@@ -100,8 +100,9 @@ def _progress(console: Console, total_s: float) -> Iterator[Callable[[float, int
         yield update
 
 
-def add_loadtest_command(app: typer.Typer) -> None:
-    """Register `loadtest` on the `tierserve` app (serving.cli: `add_loadtest_command(app)`)."""
+def add_loadtest_command(app: typer.Typer, stack_api_key: Callable[[Path], str]) -> None:
+    """Register `loadtest` on the `tierserve` app (commands.main). `stack_api_key(config)` is a key the stack that
+    config describes accepts ("" when it needs none): the loadtest package reads no stack config itself."""
 
     @app.command("loadtest")
     def loadtest(
@@ -176,7 +177,7 @@ def add_loadtest_command(app: typer.Typer) -> None:
         try:
             stack = nullcontext(url.rstrip("/")) if url else _start_stack(console, config, port, run_dir)
             with stack as target:
-                key = api_key or _first_key(config if url is None else None)
+                key = api_key or (stack_api_key(config) if url is None and config is not None else "")
                 check_endpoint(target, key)
                 plan = LoadPlan(
                     scenario=scenario_name,
@@ -208,21 +209,9 @@ def add_loadtest_command(app: typer.Typer) -> None:
         _finish(console, verdict, records, html, json_out, extra | {"records_file": str(plan.records)})
 
 
-def _first_key(config: Path | None) -> str:
-    """The stack this command starts may require a key: use its first one."""
-    if config is None:
-        return ""
-    from serving.config import ConfigError, load_config
-
-    try:
-        return next(iter(load_config(config).gateway.api_keys), "")
-    except ConfigError:
-        return ""
-
-
 @contextmanager
 def _start_stack(console: Console, config: Path, port: int | None, run_dir: Path) -> Iterator[str]:
-    from serving.redis_server import free_port
+    from loadtest.processes import free_port
 
     chosen = port or free_port()
     with ExitStack() as stack:

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,8 +18,6 @@ from typing import Any
 
 import httpx
 import psutil
-
-from serving.redis_server import free_port as free_port  # re-exported for the benchmarks
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +51,13 @@ class Server:
         with suppress(OSError):
             return self.log.read_text(errors="replace")[-chars:]
         return ""
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _default_sigint() -> None:

@@ -177,7 +177,7 @@ def managed_stack(config: Path, port: int, log_dir: Path, ready_timeout_s: float
     from loadtest.processes import launch, stop, wait_healthy  # psutil and friends: only when a stack is wanted
 
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "serving.cli", "serve", "--config", str(config), "--port", str(port)]
+    command = [sys.executable, "-m", "commands.main", "serve", "--config", str(config), "--port", str(port)]
     server = launch("tierserve", command, env, port, log_dir)
     try:
         try:

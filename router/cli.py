@@ -1,6 +1,6 @@
 """`tierserve router ...`: train, evaluate, calibrate and explain the complexity router.
 
-Mounted by serving.cli, which passes what the router package must not import itself: an embedder (the
+Mounted by commands/router.py, which passes what the router package must not import itself: an embedder (the
 cache's all-MiniLM-L6-v2) and a loader for the stack config (tier order and prices).
 """
 
@@ -177,7 +177,7 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
             str, typer.Option("--scorer", help="blend (the default stack's), trained or heuristic.")
         ] = "blend",
         heuristic: Annotated[bool, typer.Option(help="Same as --scorer heuristic.")] = False,
-        no_embedding: Annotated[bool, typer.Option(help="Score from surface features only.")] = False,
+        no_embedding: Annotated[bool, typer.Option("--no-embedding", help="Score from surface features only.")] = False,
         heldout_only: Annotated[
             bool, typer.Option(help="Only rows of the training split's held-out 20 % (for the training data).")
         ] = False,
@@ -336,7 +336,9 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
         ),
         max_tokens: Annotated[int | None, typer.Option(help="Requested max_tokens.")] = None,
         turns: Annotated[int, typer.Option(min=0, help="Earlier user turns in the conversation.")] = 0,
-        no_embedding: Annotated[bool, typer.Option(help="As when no embedding is available.")] = False,
+        no_embedding: Annotated[
+            bool, typer.Option("--no-embedding", help="As when no embedding is available.")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Score one prompt and show what pushed the score up or down, and the tier it goes to."""

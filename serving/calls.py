@@ -12,13 +12,12 @@ from typing import Any
 from opentelemetry import trace
 
 from cache import CachedAnswer, Outcome
+from serving.contract import TierEvent
 from serving.jobs import Job
 from serving.tracing import RequestTrace
 
 
-async def replay_then(
-    buffered: list[dict[str, Any]], rest: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
+async def replay_then(buffered: list[TierEvent], rest: AsyncIterator[TierEvent]) -> AsyncIterator[TierEvent]:
     """Events already read (while deciding whether to escalate), then the rest of the tier's stream."""
     try:
         for event in buffered:
@@ -36,6 +35,7 @@ class Reply:
     headers: dict[str, str]
     body: dict[str, Any] | None = None
     stream: AsyncIterator[str] | None = None
+    raw_body: str | None = None  # a JSON document written elsewhere (the tier), passed on unparsed
 
 
 @dataclass
@@ -59,6 +59,7 @@ class CacheVisit:
     answer: CachedAnswer | None = None  # a hit, or the answer of the identical generation we waited for
     similarity: float | None = None
     flight_key: tuple[str, str, str] | None = None
+    bypass_reason: str | None = None  # why the cache was not consulted (x-tierserve-cache-bypass)
     flight: asyncio.Future[CachedAnswer | None] | None = None  # set when this request leads the generation
 
 
@@ -68,7 +69,7 @@ class LiveCall:
 
     job: Job
     tier: str
-    events: AsyncIterator[dict[str, Any]]
+    events: AsyncIterator[TierEvent]
     store: tuple[str, Any] | None  # (namespace, vector) when the answer should be cached
     acct: Accounting
     deadline: float  # event-loop time

@@ -17,12 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from cache.cli import add_eval_command
-from loadtest.cli import add_loadtest_command
 from serving.config import ConfigError, StackConfig, load_config
 from serving.ingress import ingress_environment
-from serving.router_cli import build_router_app
 
+# The stack's own commands; commands.main assembles them with the other packages' into `tierserve`.
 app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + Ray Serve.", no_args_is_help=True)
 models_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
 config_app = typer.Typer(help="Validate configuration files.", no_args_is_help=True)
@@ -30,9 +28,6 @@ app.add_typer(models_app, name="models")
 cache_app = typer.Typer(help="Operate the semantic cache of a running stack (admin API).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(cache_app, name="cache")
-add_eval_command(cache_app)  # tierserve cache eval --pairs FILE.jsonl
-add_loadtest_command(app)  # tierserve loadtest --scenario NAME (Locust runs in its own process)
-app.add_typer(build_router_app(), name="router")  # tierserve router train|eval|calibrate|explain
 
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Stack config YAML.")]
@@ -219,7 +214,8 @@ def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: floa
         elapsed = time.perf_counter() - started
         console.print(f"\n[bold green]tierserve is ready[/bold green] in {elapsed:.0f}s at [bold]{url}/v1[/bold]")
         console.print(
-            f"models: auto, {', '.join(t.name for t in stack.tiers)}   health: {url}/health   metrics: {url}/metrics\n"
+            f"models: auto, {', '.join(t.name for t in stack.tiers)}   health: {url}/health   metrics: {url}/metrics\n",
+            soft_wrap=True,
         )
         key = next(iter(stack.gateway.api_keys), "not-needed")
         console.print(
@@ -231,7 +227,11 @@ def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: floa
             f'  client = OpenAI(base_url="{url}/v1", api_key="{key}")\n'
             '  print(client.chat.completions.create(model="auto", '
             'messages=[{"role": "user", "content": "Hello!"}]).choices[0].message.content)\n\n'
-            "Ctrl-C stops everything."
+            "Ctrl-C stops everything.",
+            # Never hard-wrapped (a wrapped quoted string breaks copy-paste), and brackets are not markup.
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
         )
         while True:
             time.sleep(3600)
@@ -248,9 +248,9 @@ def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: floa
         console.print("stopped.")
 
 
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def first_api_key(path: Path) -> str:
+    """A key the stack of this config accepts ("" when it is open): for commands that start it and call it."""
+    try:
+        return next(iter(load_config(path).gateway.api_keys), "")
+    except ConfigError:
+        return ""

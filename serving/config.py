@@ -11,8 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cache.config import CacheConfig
-from router.config import RouterConfig
+from cache import CacheConfig
+from router import RouterConfig
 
 AUTO_MODEL = "auto"
 
@@ -59,7 +59,7 @@ class DeploymentConfig(_Strict):
 
 
 class EngineConfig(_Strict):
-    """Arguments for vLLM's AsyncEngineArgs. Unknown vLLM options go in `extra`, passed verbatim."""
+    """Arguments of vLLM's OpenAI server for this tier. Any other `vllm serve` option goes in `extra`."""
 
     max_model_len: int = Field(default=2048, ge=16, description="Context window (prompt + completion).")
     dtype: str = Field(default="bfloat16", description="Weights/activations dtype.")
@@ -70,7 +70,19 @@ class EngineConfig(_Strict):
     )
     max_num_seqs: int | None = Field(default=None, ge=1, description="Max sequences batched per step.")
     seed: int = Field(default=0, description="Engine seed.")
-    extra: dict[str, Any] = Field(default_factory=dict, description="Further AsyncEngineArgs fields.")
+    tool_call_parser: str | None = Field(
+        default=None,
+        description="vLLM tool-call parser for this model (e.g. hermes, llama3_json). Set: `tool_choice` auto, "
+        "required and named all work; unset: vLLM refuses tool_choice auto.",
+    )
+    chat_template: str | None = Field(
+        default=None, description="Chat template (file path or inline Jinja) instead of the model's own."
+    )
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further vLLM server arguments by their attribute name (`--enable-prefix-caching` is "
+        "`enable_prefix_caching`), passed verbatim; an unknown name fails the tier's start.",
+    )
 
 
 class TierConfig(_Strict):

@@ -1,7 +1,7 @@
 """Thin Ray Serve classes: one ModelServer per tier, the Gateway ingress, and a loopback Redis.
 
-Only plain data crosses between them (dicts in, dicts out); the engine class is injected into
-ModelServer so CPU tests can pass another one.
+Only the typed tier contract (serving.contract) crosses between them; the engine factory is injected into
+ModelServer so tests can pass another one.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,9 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from cache import CacheStore, LookalikeVerifier, SemanticCache, SentenceTransformerEmbedder
 from router import build_router
-from serving.config import EngineConfig, TierConfig, parse_config
-from serving.engine import (
-    Delta,
-    Engine,
-    EngineDead,
-    EngineRequestError,
-    Finished,
-    GenerationRequest,
-    SamplingOptions,
-    Started,
-    VLLMEngine,
-)
+from serving.config import TierConfig, parse_config
+from serving.contract import ProbeResult, TierEvent, TierFailed, TierRequest, TierStarted
+from serving.engine import EngineDead, TierEngine, VLLMServingEngine, probe
 from serving.gateway import GatewayService
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
@@ -39,13 +30,7 @@ from serving.tracing import build_tracer
 
 logger = logging.getLogger(__name__)
 
-EngineFactory = Callable[[str, EngineConfig], Engine]
-
-_PROBE = GenerationRequest(
-    request_id="",
-    messages=[{"role": "user", "content": "Say OK."}],
-    sampling=SamplingOptions(max_tokens=1, temperature=0.0),
-)
+EngineFactory = Callable[[str, TierConfig], Awaitable[TierEngine]]
 
 
 def torch_threads(count: int) -> None:
@@ -64,76 +49,32 @@ def _replica_id() -> str:
 
 @serve.deployment
 class ModelServer:
-    """One tier: a vLLM engine answering generation requests as a stream of plain event dicts."""
+    """One tier: vLLM's OpenAI serving layer answering typed tier requests with a stream of typed events."""
 
-    def __init__(self, tier: dict[str, Any], model_path: str, engine_factory: EngineFactory | None = None) -> None:
+    async def __init__(  # type: ignore[misc]
+        self, tier: dict[str, Any], model_path: str, engine_factory: EngineFactory | None = None
+    ) -> None:
         self._tier = TierConfig.model_validate(tier)
-        factory = engine_factory or VLLMEngine
+        factory = engine_factory or VLLMServingEngine.start
         started = time.perf_counter()
-        self._engine = factory(model_path, self._tier.engine)
         self._replica = _replica_id()
+        self._engine = await factory(model_path, self._tier)
         logger.info("tier %s replica %s ready in %.1fs", self._tier.name, self._replica, time.perf_counter() - started)
 
-    async def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        sampling = payload["sampling"]
-        request = GenerationRequest(
-            request_id=str(payload.get("request_id") or f"gen-{time.time_ns()}"),
-            messages=payload.get("messages"),
-            prompt=payload.get("prompt"),
-            cache_salt=payload.get("cache_salt"),
-            trace_headers=payload.get("trace_headers") or {},
-            sampling=SamplingOptions(
-                max_tokens=sampling.get("max_tokens"),
-                temperature=float(sampling.get("temperature", 1.0)),
-                top_p=float(sampling.get("top_p", 1.0)),
-                # The tier's own stop strings (e.g. a base model's turn marker) come after the client's.
-                stop=tuple(dict.fromkeys([*(sampling.get("stop") or ()), *self._tier.stop])),
-                seed=sampling.get("seed"),
-                presence_penalty=float(sampling.get("presence_penalty", 0.0)),
-                frequency_penalty=float(sampling.get("frequency_penalty", 0.0)),
-            ),
-        )
+    async def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]:
         try:
-            async for event in self._engine.generate(request):
-                if isinstance(event, Delta):
-                    yield {"event": "delta", "text": event.text, "completion_tokens": event.completion_tokens}
-                elif isinstance(event, Started):
-                    yield {"event": "start", "prompt_tokens": event.prompt_tokens, "replica": self._replica}
-                elif isinstance(event, Finished):
-                    yield {
-                        "event": "end",
-                        "finish_reason": event.finish_reason,
-                        "prompt_tokens": event.prompt_tokens,
-                        "completion_tokens": event.completion_tokens,
-                    }
-        except EngineRequestError as error:
-            yield {"event": "error", "status": error.status, "code": error.code, "message": error.message}
+            async for event in self._engine.serve(request):
+                # The engine does not know which replica it is: stamped here, for the gateway's headers.
+                yield TierStarted(replica=self._replica) if isinstance(event, TierStarted) else event
         except EngineDead as error:
             logger.error("tier %s engine is dead: %s", self._tier.name, error)
-            yield {
-                "event": "error",
-                "status": 503,
-                "code": "engine_dead",
-                "message": f"tier {self._tier.name}: engine died",
-            }
+            yield TierFailed(
+                kind="unavailable", status=503, code="engine_dead", message=f"tier {self._tier.name}: engine died"
+            )
 
-    async def probe(self) -> dict[str, Any]:
-        """A tiny real generation: proves the engine produces tokens, not just that the process lives."""
-        started = time.perf_counter()
-        request = GenerationRequest(
-            request_id=f"probe-{self._replica}-{time.time_ns()}",
-            messages=_PROBE.messages,
-            sampling=_PROBE.sampling,
-        )
-        tokens = 0
-        async for event in self._engine.generate(request):
-            if isinstance(event, Finished):
-                tokens = event.completion_tokens
-        return {
-            "ok": tokens > 0,
-            "replica": self._replica,
-            "generate_ms": round((time.perf_counter() - started) * 1e3, 1),
-        }
+    async def probe(self) -> ProbeResult:
+        ok, generate_ms = await probe(self._engine, self._replica)
+        return ProbeResult(ok=ok, replica=self._replica, generate_ms=generate_ms)
 
     async def check_health(self) -> None:
         # Ray Serve calls this periodically; raising makes it replace the replica.
@@ -178,8 +119,8 @@ class RayTier:
     def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self._handle = handle
 
-    async def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        responses = self._handle.options(stream=True).generate.remote(payload)
+    async def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]:
+        responses = self._handle.options(stream=True).generate.remote(request)
         assert isinstance(responses, DeploymentResponseGenerator)  # stream=True always returns one
         try:
             async for event in responses:
@@ -188,8 +129,8 @@ class RayTier:
             # The client went away or the gateway stopped reading: stop the engine's work too.
             responses.cancel()  # type: ignore[no-untyped-call]
 
-    async def probe(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._handle.probe.remote()
+    async def probe(self) -> ProbeResult:
+        result: ProbeResult = await self._handle.probe.remote()
         return result
 
 

@@ -15,6 +15,7 @@ class ServingError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str = "internal_error"
+    counted: bool = False  # already in tierserve_requests_total with its tier and cache labels
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -92,6 +93,14 @@ class EngineFailure(ServingError):
     code = "engine_error"
 
 
+class NotImplementedFeature(ServingError):
+    """vLLM's 501: the tier's model or engine cannot serve a feature the request asks for."""
+
+    status = 501
+    type = "invalid_request_error"
+    code = "not_implemented"
+
+
 _BY_STATUS: dict[int, type[ServingError]] = {
     400: InvalidRequest,
     401: AuthenticationFailed,
@@ -100,15 +109,19 @@ _BY_STATUS: dict[int, type[ServingError]] = {
     413: PayloadTooLarge,
     422: UnprocessableRequest,
     429: RateLimited,
+    501: NotImplementedFeature,
     503: TierUnavailable,
     504: GatewayTimeout,
 }
 
 
-def from_plain(status: int, message: str, code: str | None = None) -> ServingError:
+def from_plain(status: int, message: str, code: str | None = None, param: str | None = None) -> ServingError:
     """Rebuild an error that crossed a process boundary as plain data."""
-    cls = _BY_STATUS.get(status, EngineFailure)
-    return cls(message, code=code)
+    cls = _BY_STATUS.get(status, EngineFailure if status >= 500 else InvalidRequest)
+    error = cls(message, code=code, param=param)
+    if cls is InvalidRequest and status != 400:
+        error.status = status  # a client error vLLM gives another 4xx (e.g. 501 is not one; 409 is)
+    return error
 
 
 def _is_union_branch(part: object) -> bool:

@@ -82,6 +82,23 @@ class ResponseFormatter:
             *self.closing(finish_reason, prompt_tokens, completion_tokens, include_usage),
         ]
 
+    def restamp(self, document: str) -> dict[str, Any]:
+        """A stored response (or chunk) of the engine's, as this request's: its id and creation time."""
+        data: dict[str, Any] = json.loads(document)
+        data["id"] = self.response_id
+        data["created"] = self.created
+        return data
+
+    def replay_chunks(
+        self, stored: list[str], prompt_tokens: int, completion_tokens: int, include_usage: bool
+    ) -> list[str]:
+        """A stored stream, chunk for chunk as the engine wrote it, then the usage chunk if asked and [DONE]."""
+        chunks = [sse(self.restamp(chunk)) for chunk in stored]
+        if include_usage:
+            chunks.append(sse(self._usage_chunk(usage(prompt_tokens, completion_tokens))))
+        chunks.append(DONE)
+        return chunks
+
     def full(self, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         counts = usage(prompt_tokens, completion_tokens)
         if self.endpoint == "chat":

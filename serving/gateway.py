@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -18,10 +19,11 @@ from typing import Any, Protocol
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from cache import CachedAnswer, Outcome, SemanticCache, namespace_key
-from router import Decision, Overrides, RouteInput, Router
-from router.policy import Failure
+from router import Decision, Failure, Overrides, RouteInput, Router
 from serving.calls import Accounting, CacheVisit, EmptyAnswer, LiveCall, Reply, replay_then
 from serving.config import AUTO_MODEL, StackConfig
+from serving.contract import ProbeResult, TierDelta, TierEvent, TierFailed, TierFinished, TierRequest, TierStarted
+from serving.embeddings import EMBEDDING_MODEL
 from serving.errors import (
     AuthenticationFailed,
     Forbidden,
@@ -41,14 +43,23 @@ from serving.tracing import RequestTrace
 logger = logging.getLogger(__name__)
 
 
+def _storable(chunk: str) -> list[str]:
+    """A stream chunk as the cache keeps it: without usage (a replay writes its own), none for the usage chunk."""
+    data = json.loads(chunk)
+    if not data.get("choices"):
+        return []
+    if "usage" in data:
+        del data["usage"]
+        return [json.dumps(data, separators=(",", ":"), ensure_ascii=False)]
+    return [chunk]
+
+
 class TierClient(Protocol):
-    """One tier as the gateway sees it. `generate` yields plain event dicts:
-    start {prompt_tokens, replica}, delta {text, completion_tokens}, end {finish_reason, ...}, error {status, ...}.
-    """
+    """One tier as the gateway sees it: the typed tier contract (serving.contract) in and out."""
 
-    def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]: ...
 
-    async def probe(self) -> dict[str, Any]: ...
+    async def probe(self) -> ProbeResult: ...
 
 
 class GatewayService:
@@ -96,15 +107,16 @@ class GatewayService:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
             raise AuthenticationFailed("Incorrect or missing admin key.")
 
-    def _tier_payload(self, job: Job, trace_headers: Mapping[str, str]) -> dict[str, Any]:
-        payload = {**job.payload, "request_id": job.request_id}
-        if trace_headers:
-            payload["trace_headers"] = dict(trace_headers)
-        if self._config.cache.timing_protection:
+    def _tier_request(self, job: Job, trace_headers: Mapping[str, str]) -> TierRequest:
+        return TierRequest(
+            endpoint=job.endpoint,
+            body=job.body,
+            request_id=job.request_id,
             # vLLM shares prefix-cache blocks between identical prompts; salting them per tenant means another
             # tenant's earlier prompt can never make this one faster, so its first token cannot tell.
-            payload["cache_salt"] = job.tenant
-        return payload
+            cache_salt=job.tenant if self._config.cache.timing_protection else None,
+            trace_headers=dict(trace_headers),
+        )
 
     def authenticate(self, authorization: str | None) -> str:
         keys = self._config.gateway.api_keys
@@ -121,6 +133,8 @@ class GatewayService:
         cards += [
             ModelCard(id=t.name, created=self._created, root=self._config.model_path(t)) for t in self._config.tiers
         ]
+        if self._cache is not None:  # its embedder also serves /v1/embeddings
+            cards.append(ModelCard(id=EMBEDDING_MODEL, created=self._created, root="embeddings"))
         return ModelList(data=cards)
 
     async def handle(self, job: Job) -> Reply:
@@ -174,6 +188,8 @@ class GatewayService:
             return self._replay(job, visit.answer, headers, acct)
         outcome, namespace, vector = visit.outcome, visit.namespace, visit.vector
         headers["x-tierserve-cache"] = outcome.value
+        if visit.bypass_reason is not None:
+            headers["x-tierserve-cache-bypass"] = visit.bypass_reason
 
         decision: Decision | None = None
         if job.model == AUTO_MODEL:
@@ -209,21 +225,24 @@ class GatewayService:
                 if target is None:
                     status = error.status if isinstance(error, ServingError) else 500
                     self._count(job, call.tier, outcome.value, status)
+                    if isinstance(error, ServingError):
+                        error.counted = True
                     await call.close(type(error).__name__ if status >= 500 else None)
                     raise
                 call, escalated_from = await self._escalate(call, target, error), call.tier
                 headers |= {"x-tierserve-tier": target, "x-tierserve-escalated-from": escalated_from}
         tier = call.tier
-        acct.trace.set(tier=tier, escalated_from=escalated_from, replica=first.get("replica"))
-        if first.get("replica"):
-            headers["x-tierserve-replica"] = str(first["replica"])
-        formatter = ResponseFormatter(job.endpoint, job.request_id, tier)
+        replica = first.replica if isinstance(first, TierStarted) else None
+        acct.trace.set(tier=tier, escalated_from=escalated_from, replica=replica)
+        if replica:
+            headers["x-tierserve-replica"] = replica
         if job.stream:
-            return Reply(headers, stream=self._stream_live(call, formatter))
+            return Reply(headers, stream=self._stream_live(call, first))
         try:
-            return Reply(headers, body=await self._collect_live(call, formatter))
+            return Reply(headers, raw_body=await self._collect_live(call, first))
         except ServingError as error:
             self._count(job, tier, call.cache_label, error.status)
+            error.counted = True
             raise
         finally:
             await call.close()
@@ -251,7 +270,7 @@ class GatewayService:
     def _call(self, job: Job, tier: str, store: tuple[str, Any] | None, acct: Accounting, **rest: Any) -> LiveCall:
         """Start generating on `tier`; its `generate` span is the parent the tier's engine sees."""
         span = acct.trace.start_stage("generate", tier=tier)
-        events = self._tiers[tier].generate(self._tier_payload(job, acct.trace.carrier(span)))
+        events = self._tiers[tier].generate(self._tier_request(job, acct.trace.carrier(span)))
         return LiveCall(job=job, tier=tier, events=events, store=store, acct=acct, span=span, **rest)
 
     async def _route(self, job: Job, vector: Any, overrides: Overrides, acct: Accounting) -> Decision:
@@ -302,14 +321,14 @@ class GatewayService:
     async def _settle(self, call: LiveCall) -> None:
         """Read until the first text (or the end) before answering: an empty answer cut at max_tokens
         raises EmptyAnswer while it can still be retried on the next tier. What was read is replayed."""
-        buffered: list[dict[str, Any]] = []
+        buffered: list[TierEvent] = []
         while True:
             event = await self._next_event(call)
             buffered.append(event)
-            if event["event"] == "delta" and event["text"]:
+            if isinstance(event, TierDelta) and event.text:
                 break
-            if event["event"] == "end":
-                if event["finish_reason"] == "length":
+            if isinstance(event, TierFinished):
+                if event.finish_reason == "length" and not event.text:
                     raise EmptyAnswer()
                 break
         call.events = replay_then(buffered, call.events)
@@ -328,16 +347,23 @@ class GatewayService:
     async def _consult_cache(self, job: Job, acct: Accounting) -> CacheVisit:
         """Look the request up; on a miss, either join the identical generation in flight or lead one."""
         cache = self._cache
-        if cache is None or job.temperature > cache.config.max_temperature or not cache.available():
+        if cache is None:
             return CacheVisit(Outcome.BYPASS)
+        reason = job.cache_bypass or ("temperature" if job.temperature > cache.config.max_temperature else None)
+        if reason is not None or not cache.available():
+            return CacheVisit(Outcome.BYPASS, bypass_reason=reason or "unavailable")
         namespace = namespace_key(
             tenant=job.tenant,
             model_alias=job.model,
             model_version=self._model_versions[job.model],
             endpoint=job.endpoint,
             context=job.context,
-            params=job.payload["sampling"],
+            params=job.params,
         )
+        with self._stage(acct, "cache_exact"):
+            exact = await cache.lookup_exact(job.tenant, namespace, job.query)
+        if exact is not None:  # an identical repeat: answered without embedding anything
+            return CacheVisit(Outcome.HIT, namespace, None, exact.answer, exact.similarity)
         with self._stage(acct, "embed"):
             vector = await cache.embed_async(job.query)
         with self._stage(acct, "cache_lookup"):
@@ -378,8 +404,9 @@ class GatewayService:
         except Exception as error:
             return {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
         return {
-            "ok": bool(result.get("ok")),
-            **result,
+            "ok": result.ok,
+            "replica": result.replica,
+            "generate_ms": result.generate_ms,
             "latency_ms": round((time.perf_counter() - started) * 1e3, 1),
         }
 
@@ -388,16 +415,17 @@ class GatewayService:
         acct.trace.set(answered_by=answer.tier)
         # Ends the trace too: a replay is written at once, the request's work is done.
         self._finish(job, "cache", "hit", acct, answer.prompt_tokens, answer.completion_tokens, first_token=True)
+        # The engine's own response when it was stored in the mode asked for (exact), else rebuilt from the text.
         if not job.stream:
+            if answer.body is not None:
+                return Reply(headers, body=formatter.restamp(answer.body))
             body = formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
             return Reply(headers, body=body)
-        chunks = formatter.replay(
-            answer.pieces,
-            answer.finish_reason,
-            answer.prompt_tokens,
-            answer.completion_tokens,
-            job.include_usage,
-        )
+        counts = (answer.prompt_tokens, answer.completion_tokens)
+        if answer.chunks is not None:
+            chunks = formatter.replay_chunks(answer.chunks, *counts, job.include_usage)
+        else:
+            chunks = formatter.replay(answer.pieces, answer.finish_reason, *counts, job.include_usage)
 
         async def replay() -> AsyncIterator[str]:
             for chunk in chunks:
@@ -413,7 +441,7 @@ class GatewayService:
         except TimeoutError:
             return None
 
-    async def _next_event(self, call: LiveCall) -> dict[str, Any]:
+    async def _next_event(self, call: LiveCall) -> TierEvent:
         """The tier's next event; every way a tier can fail becomes a ServingError."""
         try:
             async with asyncio.timeout_at(call.deadline):
@@ -429,55 +457,68 @@ class GatewayService:
         except Exception as error:  # the tier's replica died or cannot be reached
             logger.warning("tier %s failed for request %s: %r", call.tier, call.job.request_id, error)
             raise TierUnavailable(f"tier '{call.tier}' is unavailable: {type(error).__name__}") from error
-        if event["event"] == "error":
-            raise from_plain(int(event["status"]), str(event["message"]), event.get("code"))
-        if event["event"] == "delta" and call.acct.ttft is None:
+        if isinstance(event, TierFailed):
+            raise from_plain(event.status, event.message, event.code, event.param)
+        if isinstance(event, TierDelta) and call.acct.ttft is None:
             call.acct.ttft = time.perf_counter() - call.acct.started
         return event
 
-    def _answer(self, call: LiveCall, pieces: list[str], end: dict[str, Any]) -> CachedAnswer:
+    def _answer(
+        self, call: LiveCall, pieces: list[str], end: TierFinished, chunks: list[str] | None = None
+    ) -> CachedAnswer:
         return CachedAnswer(
             pieces=pieces,
-            finish_reason=end["finish_reason"],
-            prompt_tokens=end["prompt_tokens"],
-            completion_tokens=end["completion_tokens"],
+            finish_reason=end.finish_reason,
+            prompt_tokens=end.prompt_tokens,
+            completion_tokens=end.completion_tokens,
             tier=call.tier,
+            chunks=chunks,
+            body=end.body,
         )
 
-    async def _collect_live(self, call: LiveCall, formatter: ResponseFormatter) -> dict[str, Any]:
-        pieces: list[str] = []
-        while (event := await self._next_event(call))["event"] != "end":
-            if event["event"] == "delta":
-                pieces.append(event["text"])
-        answer = self._answer(call, pieces, event)
+    async def _collect_live(self, call: LiveCall, first: TierEvent) -> str:
+        """A whole answer: vLLM's own response JSON, passed on as it is."""
+        event = first
+        while not isinstance(event, TierFinished):
+            event = await self._next_event(call)
+        if event.body is None:
+            raise TierUnavailable(f"tier '{call.tier}' streamed an answer that was asked for whole")
+        answer = self._answer(call, [event.text], event)
         call.land(answer)
         await self._store(call.job, answer, call.store, call.acct)
         self._finish(call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens)
-        return formatter.full(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
+        return event.body
 
-    async def _stream_live(self, call: LiveCall, formatter: ResponseFormatter) -> AsyncIterator[str]:
+    async def _stream_live(self, call: LiveCall, first: TierEvent) -> AsyncIterator[str]:
+        """vLLM's own chunks, passed on as they come. The chunks from the one that finishes the answer on are
+        held until the answer is stored and counted: a client may hang up as soon as it reads the finish (the
+        load test's users did), which would otherwise skip the store and the accounting."""
         pieces: list[str] = []
+        held: list[str] = []
+        stored: list[str] | None = [] if call.store is not None or call.flight is not None else None
         failure: str | None = None
         try:
-            for chunk in formatter.opening():
-                yield chunk
-            while (event := await self._next_event(call))["event"] != "end":
-                if event["event"] == "delta":
-                    pieces.append(event["text"])
-                    yield formatter.content(event["text"])
-            answer = self._answer(call, pieces, event)
-            # Every piece of text has reached the client and the tier finished: the answer is complete and worth
-            # keeping. Kept before the closing chunks, because a client may hang up as soon as it reads them
-            # (the load test's users did, at [DONE]), which would otherwise skip the store and the accounting.
+            event = first
+            while not isinstance(event, TierFinished):
+                if isinstance(event, TierDelta):
+                    pieces.append(event.text)
+                    if stored is not None:
+                        stored += _storable(event.data)
+                    chunk = f"data: {event.data}\n\n"
+                    if held or event.finishes:
+                        held.append(chunk)
+                    else:
+                        yield chunk
+                event = await self._next_event(call)
+            answer = self._answer(call, pieces, event, stored)
             call.land(answer)
             await self._store(call.job, answer, call.store, call.acct)
             self._finish(
                 call.job, call.tier, call.cache_label, call.acct, answer.prompt_tokens, answer.completion_tokens
             )
-            for chunk in formatter.closing(
-                answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, call.job.include_usage
-            ):
+            for chunk in held:
                 yield chunk
+            yield DONE
         except ServingError as error:
             # The headers are gone already: report the error in-band, as vLLM's server does.
             self._count(call.job, call.tier, call.cache_label, error.status)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -14,8 +13,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cache import SemanticCache
+from cache import SemanticCache, TokenCountingEmbedder
+from serving.body import parse_body
 from serving.calls import Reply
+from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
 from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
 from serving.gateway import GatewayService
 from serving.jobs import job_from_chat, job_from_completion, with_request_headers
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 _Body = TypeVar("_Body", bound=BaseModel)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/embeddings": "embeddings"}
 _STATUS_TYPES = {
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
@@ -44,7 +46,9 @@ def _request_id(request: Request) -> str:
     return given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
-async def _parse(request: Request, model: type[_Body], max_bytes: int) -> _Body:
+async def _read_json(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+    """The body's bytes and its parsed object. Anything that is not one finite, reasonably nested JSON object
+    in UTF-8 is a 400 here, before any stage sees it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {max_bytes} bytes.")
@@ -57,22 +61,28 @@ async def _parse(request: Request, model: type[_Body], max_bytes: int) -> _Body:
             raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    data = parse_body(raw)
+    return raw, data
+
+
+def _validate(model: type[_Body], data: dict[str, Any]) -> _Body:
     try:
         return model.model_validate(data)
     except ValidationError as error:
         raise from_validation_error(error) from None
 
 
+async def _parse(request: Request, model: type[_Body], max_bytes: int) -> _Body:
+    _, data = await _read_json(request, max_bytes)
+    return _validate(model, data)
+
+
 def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> FastAPI:
     """`echo_request_id=False` under Ray Serve, whose proxy already returns its x-request-id header."""
     app = FastAPI(title="tierserve", docs_url=None, redoc_url=None)
     max_bytes = service.config.gateway.max_body_bytes
+    embedder = service.cache.embedder if service.cache is not None else None
+    embedder_service = EmbeddingsService(embedder if isinstance(embedder, TokenCountingEmbedder) else None)
 
     def _respond(reply: Reply) -> Response:
         headers = dict(reply.headers)
@@ -81,14 +91,24 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
         if reply.stream is not None:
             headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
             return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers)
+        if reply.raw_body is not None:  # the tier's JSON, as vLLM's server wrote it
+            return Response(reply.raw_body, media_type="application/json", headers=headers)
         return JSONResponse(reply.body, headers=headers)
+
+    def _count_refusal(request: Request, status: int) -> None:
+        # Refused before a tier was chosen (bad body, unknown model or route, auth): counted here, once.
+        endpoint = _ENDPOINTS.get(request.url.path, "other")
+        service.metrics.requests.labels(endpoint, "none", "none", str(status)).inc()
 
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, error: ServingError) -> JSONResponse:
+        if not error.counted:
+            _count_refusal(request, error.status)
         return JSONResponse(error.body(), status_code=error.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        _count_refusal(request, error.status_code)
         type_, code = _STATUS_TYPES.get(error.status_code, ("invalid_request_error", None))
         return _error(error.status_code, str(error.detail), type_, code)
 
@@ -100,16 +120,26 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
-        body = await _parse(request, ChatCompletionRequest, max_bytes)
-        job = with_request_headers(job_from_chat(body, _request_id(request), tenant), request.headers)
+        raw, data = await _read_json(request, max_bytes)
+        body = _validate(ChatCompletionRequest, data)
+        job = with_request_headers(job_from_chat(body, raw, data, _request_id(request), tenant), request.headers)
         return _respond(await service.handle(job))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         tenant = service.authenticate(request.headers.get("authorization"))
-        body = await _parse(request, CompletionRequest, max_bytes)
-        job = with_request_headers(job_from_completion(body, _request_id(request), tenant), request.headers)
+        raw, data = await _read_json(request, max_bytes)
+        body = _validate(CompletionRequest, data)
+        job = with_request_headers(job_from_completion(body, raw, data, _request_id(request), tenant), request.headers)
         return _respond(await service.handle(job))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> dict[str, Any]:
+        service.authenticate(request.headers.get("authorization"))
+        body = await _parse(request, EmbeddingsRequest, max_bytes)
+        answer = await embedder_service.create(body)
+        service.metrics.requests.labels("embeddings", EMBEDDING_MODEL, "bypass", "200").inc()
+        return answer
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from serving.formatting import Endpoint
-from serving.protocol import ChatCompletionRequest, CompletionRequest
+from serving.contract import Endpoint
+from serving.protocol import ANSWER_NEUTRAL_FIELDS, ChatCompletionRequest, ChatMessage, CompletionRequest
 from serving.tracing import caller_context
 
 
@@ -22,11 +23,14 @@ class Job:
     model: str
     query: str  # the paraphrasable text: the last user turn, or the prompt
     context: tuple[tuple[str, str], ...]  # every other message, matched exactly
-    payload: dict[str, Any]  # what the tier receives
+    body: bytes  # the client's JSON, forwarded to the tier as it came
+    params: Mapping[str, Any]  # every body field that can change the answer (the cache key's exact part)
     stream: bool
     include_usage: bool
     temperature: float
     max_tokens: int | None
+    # Why the cache may not answer this request (its response holds more than text), or None.
+    cache_bypass: str | None = None
     # Per-request routing overrides (x-tierserve-pin-tier / x-tierserve-max-tier), for model="auto".
     route_pin: str | None = None
     route_cap: str | None = None
@@ -49,26 +53,47 @@ def with_request_headers(job: Job, headers: Mapping[str, str]) -> Job:
     )
 
 
-def job_from_chat(request: ChatCompletionRequest, request_id: str, tenant: str) -> Job:
-    messages = [{"role": m.role, "content": m.text()} for m in request.messages]
-    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
-    context = tuple((m["role"], m["content"]) for i, m in enumerate(messages) if i != last_user)
+def _exact_text(message: ChatMessage) -> str:
+    """A message as the cache key's exact part sees it: its text, or, when it holds more than text (tool calls,
+    images, a name), all of it as canonical JSON, so two turns that differ anywhere never share a key."""
+    if isinstance(message.content, str | None) and not message.model_extra and message.name is None:
+        return message.text()
+    return json.dumps(message.model_dump(mode="json", exclude_none=True), sort_keys=True, ensure_ascii=False)
+
+
+def _answer_params(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if key not in ANSWER_NEUTRAL_FIELDS}
+
+
+def job_from_chat(
+    request: ChatCompletionRequest, body: bytes, data: Mapping[str, Any], request_id: str, tenant: str
+) -> Job:
+    """`data` is the parsed body (every field, for the cache key); `body` its bytes, for the tier."""
+    users = [i for i, m in enumerate(request.messages) if m.role == "user"]
+    # The question is the last user turn; a conversation without one is keyed on its last message.
+    last = users[-1] if users else len(request.messages) - 1
+    context = tuple((m.role, _exact_text(m)) for i, m in enumerate(request.messages) if i != last)
+    non_text = request.messages[last].non_text_parts()
     return Job(
         endpoint="chat",
         request_id=request_id,
         tenant=tenant,
         model=request.model,
-        query=messages[last_user]["content"],
+        query=request.messages[last].text(),
         context=context,
-        payload={"messages": messages, "sampling": _sampling(request, request.token_limit())},
-        stream=request.stream,
+        body=body,
+        params=_answer_params(data),
+        stream=bool(request.stream),
         include_usage=request.include_usage(),
-        temperature=request.temperature,
+        temperature=request.sampled_temperature(),
         max_tokens=request.token_limit(),
+        cache_bypass=request.cache_bypass_reason() or ("content_parts" if non_text else None),
     )
 
 
-def job_from_completion(request: CompletionRequest, request_id: str, tenant: str) -> Job:
+def job_from_completion(
+    request: CompletionRequest, body: bytes, data: Mapping[str, Any], request_id: str, tenant: str
+) -> Job:
     return Job(
         endpoint="completion",
         request_id=request_id,
@@ -76,21 +101,11 @@ def job_from_completion(request: CompletionRequest, request_id: str, tenant: str
         model=request.model,
         query=request.prompt_text(),
         context=(),
-        payload={"prompt": request.prompt_text(), "sampling": _sampling(request, request.token_limit())},
-        stream=request.stream,
+        body=body,
+        params=_answer_params(data),
+        stream=bool(request.stream),
         include_usage=request.include_usage(),
-        temperature=request.temperature,
+        temperature=request.sampled_temperature(),
         max_tokens=request.token_limit(),
+        cache_bypass=request.cache_bypass_reason(),
     )
-
-
-def _sampling(request: ChatCompletionRequest | CompletionRequest, max_tokens: int | None) -> dict[str, Any]:
-    return {
-        "max_tokens": max_tokens,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "stop": request.stop_list(),
-        "seed": request.seed,
-        "presence_penalty": request.presence_penalty,
-        "frequency_penalty": request.frequency_penalty,
-    }

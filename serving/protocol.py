@@ -5,26 +5,32 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Request(BaseModel):
-    # The official client may send fields we do not use; ignoring them mirrors OpenAI.
-    model_config = ConfigDict(extra="ignore")
+    # Fields the gateway does not read are kept (and forwarded to the tier untouched, as the client's JSON):
+    # vLLM's own request models in the tier validate them, so no field is dropped on the way.
+    model_config = ConfigDict(extra="allow")
 
 
 class StreamOptions(_Request):
-    include_usage: bool = False
+    include_usage: bool | None = False
 
 
-class TextPart(_Request):
-    type: Literal["text"]
-    text: str
+class ContentPart(_Request):
+    """One part of a message's content: text, or another kind (image_url, input_audio, ...) the tier judges."""
+
+    type: str
+    text: str | None = None
+
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class ChatMessage(_Request):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    role: Role
+    content: str | list[ContentPart] | None = None
     name: str | None = None
 
     def text(self) -> str:
@@ -32,87 +38,83 @@ class ChatMessage(_Request):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text or "" for part in self.content if part.type == "text")
 
-
-class _SamplingFields(_Request):
-    model: str = Field(min_length=1)
-    temperature: float = Field(default=1.0, ge=0, le=2)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int = Field(default=1, ge=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    user: str | None = None
-    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
-    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
-
-    @field_validator("n")
-    @classmethod
-    def _single_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported")
-        return value
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return value
-
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
+    def non_text_parts(self) -> list[str]:
+        if not isinstance(self.content, list):
             return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        return [part.type for part in self.content if part.type != "text"]
+
+
+class _GatewayFields(_Request):
+    """What the gateway itself reads: the model, streaming, and what decides caching and routing."""
+
+    # Bounds only on what the gateway itself reads (caching, routing); vLLM's models in the tier judge the rest.
+    model: str = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0)
+    seed: int | None = None
+    n: int | None = Field(default=None, ge=1)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
 
     def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
+        return self.stream_options is not None and bool(self.stream_options.include_usage)
+
+    def sampled_temperature(self) -> float:
+        # Unset, vLLM samples at the model's default (1.0 for the embedded models).
+        return 1.0 if self.temperature is None else self.temperature
+
+    def cache_bypass_reason(self) -> str | None:
+        """Why this request's answer cannot be replayed from the cache (its response holds more than the text
+        the cache keeps), or None when it can."""
+        if self.n is not None and self.n > 1:
+            return "n"
+        extra = self.model_extra or {}
+        if extra.get("best_of") not in (None, 1) or extra.get("use_beam_search"):
+            return "n"
+        if extra.get("logprobs") or extra.get("top_logprobs") or extra.get("prompt_logprobs") is not None:
+            return "logprobs"
+        if extra.get("echo") or extra.get("return_token_ids") or extra.get("return_tokens_as_token_ids"):
+            return "token_details"
+        return None
 
 
-class ChatCompletionRequest(_SamplingFields):
+# Fields that do not change the answer: the rest of the body is part of the cache key's exact part.
+ANSWER_NEUTRAL_FIELDS = frozenset({"model", "messages", "prompt", "stream", "stream_options", "user", "request_id"})
+
+
+class ChatCompletionRequest(_GatewayFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _has_user_turn(self) -> ChatCompletionRequest:
-        if not any(m.role == "user" for m in self.messages):
-            raise ValueError("messages must contain at least one user message")
-        return self
+    tools: list[dict[str, Any]] | None = None
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
+    def cache_bypass_reason(self) -> str | None:
+        if self.tools:
+            return "tools"
+        return super().cache_bypass_reason()
 
-class CompletionRequest(_SamplingFields):
-    prompt: str | list[str]
+
+class CompletionRequest(_GatewayFields):
+    prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=16, ge=1)
-    echo: bool = False
-    logprobs: int | None = None
-    suffix: str | None = None
-
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and len(value) != 1:
-            raise ValueError("exactly one prompt per request is supported")
-        return value
-
-    @model_validator(mode="after")
-    def _unsupported(self) -> CompletionRequest:
-        if self.echo or self.logprobs is not None or self.suffix is not None:
-            raise ValueError("echo, logprobs and suffix are not supported")
-        if not self.prompt_text():
-            raise ValueError("prompt must not be empty")
-        return self
 
     def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+        """The text the cache and the router see: the prompt, or its strings joined (token-id prompts: none)."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return "\n".join(p for p in self.prompt if isinstance(p, str))
 
     def token_limit(self) -> int | None:
         return self.max_tokens
+
+    def cache_bypass_reason(self) -> str | None:
+        if not isinstance(self.prompt, str):
+            return "prompt_list"
+        return super().cache_bypass_reason()
 
 
 class Usage(BaseModel):
@@ -192,7 +194,7 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class InvalidateRequest(_Request):
+class InvalidateRequest(BaseModel):
     """Body of POST /admin/cache/invalidate: no fields = everything."""
 
     model_config = ConfigDict(extra="forbid")

@@ -80,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Ite
     log = folder / "tierserve.log"
     config = traced_config(folder, collector.endpoint)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cli = [sys.executable, "-m", "serving.cli", "serve", "--config", str(config), "--port", str(port)]
+    cli = [sys.executable, "-m", "commands.main", "serve", "--config", str(config), "--port", str(port)]
     with log.open("wb") as sink:
         process = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

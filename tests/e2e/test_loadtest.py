@@ -19,7 +19,7 @@ LAX = ROOT / "tests" / "data" / "slo-e2e-lax.yaml"
 
 def _loadtest(stack: Stack, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     summary = tmp_path / "summary.json"
-    command = [sys.executable, "-m", "serving.cli", "loadtest", "--url", stack.url, "--api-key", ALPHA_KEY]
+    command = [sys.executable, "-m", "commands.main", "loadtest", "--url", stack.url, "--api-key", ALPHA_KEY]
     command += ["--scenario", "routed", "--users", "2", "--spawn-rate", "2", "--duration", "12s"]
     command += ["--max-tokens", "16", "--think-time", "0.2,0.5", "--slo-file", str(LAX)]
     command += ["--out-dir", str(tmp_path), "--json-out", str(summary), *extra]

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache import CacheConfig, CachedAnswer, CacheStore, Outcome, RedisConfig, SemanticCache, namespace_key
+from cache import CacheConfig, CachedAnswer, CacheStore, Outcome, SemanticCache, namespace_key
+from cache.config import RedisConfig
 from cache.embedder import SentenceTransformerEmbedder
 from cache.evaluation import TUNED_THRESHOLD, Pair, evaluate_pairs, load_pairs, pair_similarities
 from cache.verify import LookalikeVerifier

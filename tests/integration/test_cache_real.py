@@ -7,15 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cache import (
-    CacheConfig,
-    CachedAnswer,
-    CacheStore,
-    Outcome,
-    RedisConfig,
-    SemanticCache,
-    SentenceTransformerEmbedder,
-)
+from cache import CacheConfig, CachedAnswer, CacheStore, Outcome, SemanticCache, SentenceTransformerEmbedder
+from cache.config import RedisConfig
 from cache.keys import namespace_key
 from serving.redis_server import LocalRedis
 

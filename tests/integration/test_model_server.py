@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from serving.config import load_config
+from serving.contract import Endpoint, TierDelta, TierEvent, TierFailed, TierFinished, TierRequest, TierStarted
 
 pytestmark = pytest.mark.slow
 
@@ -36,46 +39,131 @@ def tier_handle() -> Iterator[Any]:
         ray.shutdown()
 
 
-def generate(handle: Any, **payload: Any) -> list[dict[str, Any]]:
-    sampling = {"max_tokens": 16, "temperature": 0.0, **payload.pop("sampling", {})}
-    return list(handle.options(stream=True).generate.remote({"request_id": None, "sampling": sampling, **payload}))
+def generate(handle: Any, endpoint: Endpoint = "chat", cache_salt: str | None = None, **body: Any) -> list[TierEvent]:
+    request = TierRequest(
+        endpoint=endpoint,
+        body=json.dumps({"model": "small", "max_tokens": 16, "temperature": 0.0, **body}).encode(),
+        request_id=f"it-{uuid.uuid4().hex[:12]}",
+        cache_salt=cache_salt,
+    )
+    return list(handle.options(stream=True).generate.remote(request))
 
 
-def test_chat_generation_streams_plain_events(tier_handle: Any) -> None:
+def streamed_text(events: list[TierEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TierDelta))
+
+
+def test_chat_stream_is_vllms_own_chunks(tier_handle: Any) -> None:
+    events = generate(tier_handle, messages=[{"role": "user", "content": "What is 2 + 2?"}], stream=True)
+    assert isinstance(events[0], TierStarted) and events[0].replica
+    assert isinstance(events[-1], TierFinished)
+    deltas = [e for e in events[1:-1] if isinstance(e, TierDelta)]
+    assert len(deltas) == len(events) - 2
+    chunks = [json.loads(d.data) for d in deltas]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert {c["model"] for c in chunks} == {"small"}  # the tier's name is vLLM's served model name
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "usage" not in chunks[-1]  # not asked for: the usage vLLM reports to the tier is not forwarded
+    end = events[-1]
+    assert end.finish_reason in {"stop", "length"}
+    assert end.prompt_tokens > 5 and 1 <= end.completion_tokens <= 16
+    assert sum(d.finishes for d in deltas) == 1
+    assert streamed_text(events).strip()
+
+
+def test_whole_answer_is_vllms_response(tier_handle: Any) -> None:
     events = generate(tier_handle, messages=[{"role": "user", "content": "What is 2 + 2?"}])
-    kinds = [e["event"] for e in events]
-    assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds[1:-1]) == {"delta"}
-    start, end = events[0], events[-1]
-    assert start["prompt_tokens"] > 5 and start["replica"]
-    assert end["finish_reason"] in {"stop", "length"}
-    # The final token (end of turn) may carry no text, so the last delta can count one fewer.
-    assert events[-2]["completion_tokens"] <= end["completion_tokens"] <= 16
-    assert "".join(e["text"] for e in events if e["event"] == "delta").strip()
+    assert [type(e) for e in events] == [TierStarted, TierFinished]
+    end = events[-1]
+    assert isinstance(end, TierFinished) and end.body is not None
+    body = json.loads(end.body)
+    assert body["object"] == "chat.completion" and body["model"] == "small"
+    assert body["choices"][0]["message"]["content"] == end.text
+    assert body["usage"]["completion_tokens"] == end.completion_tokens
 
 
 def test_completion_prompt_and_stop(tier_handle: Any) -> None:
-    events = generate(tier_handle, prompt="1, 2, 3, 4,", sampling={"max_tokens": 24, "stop": ["7"]})
-    text = "".join(e["text"] for e in events if e["event"] == "delta")
-    assert "7" not in text
-    assert events[-1]["event"] == "end"
+    events = generate(tier_handle, "completion", prompt="1, 2, 3, 4,", max_tokens=24, stop=["7"], stream=True)
+    assert "7" not in streamed_text(events)
+    assert isinstance(events[-1], TierFinished)
 
 
 def test_same_seed_same_sample(tier_handle: Any) -> None:
     runs = [
-        generate(tier_handle, prompt="Once upon a time", sampling={"temperature": 1.0, "seed": 42}) for _ in range(2)
+        generate(tier_handle, "completion", prompt="Once upon a time", temperature=1.0, seed=42, stream=True)
+        for _ in range(2)
     ]
-    texts = ["".join(e["text"] for e in run if e["event"] == "delta") for run in runs]
-    assert texts[0] == texts[1]
+    assert streamed_text(runs[0]) == streamed_text(runs[1])
+
+
+def test_named_tool_choice_returns_a_tool_call(tier_handle: Any) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+    events = generate(
+        tier_handle,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=120,
+        stream=True,
+    )
+    assert isinstance(events[-1], TierFinished)
+    deltas = [json.loads(e.data)["choices"][0]["delta"] for e in events if isinstance(e, TierDelta)]
+    calls = [call for delta in deltas for call in delta.get("tool_calls") or []]
+    assert calls[0]["function"]["name"] == "get_weather"  # streamed as tool-call deltas, name first
+    assert "".join(c["function"].get("arguments") or "" for c in calls[1:])  # then the arguments
+
+
+def test_json_schema_and_logprobs_are_served(tier_handle: Any) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    events = generate(
+        tier_handle,
+        messages=[{"role": "user", "content": "What is 2 + 2? Answer in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "sum", "schema": schema}},
+        logprobs=True,
+        top_logprobs=2,
+        max_tokens=20,
+    )
+    end = events[-1]
+    assert isinstance(end, TierFinished) and end.body is not None
+    choice = json.loads(end.body)["choices"][0]
+    assert choice["message"]["content"].lstrip().startswith("{")
+    assert len(choice["logprobs"]["content"]) == end.completion_tokens
+    assert all(len(item["top_logprobs"]) == 2 for item in choice["logprobs"]["content"])
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"seed": 2**70}, "seed"),
+        ({"response_format": {"type": "yaml"}}, "response_format"),
+        ({"top_logprobs": 5}, None),  # top_logprobs without logprobs
+    ],
+)
+def test_bad_requests_are_client_failures(tier_handle: Any, body: dict[str, Any], param: str | None) -> None:
+    events = generate(tier_handle, messages=[{"role": "user", "content": "hi"}], **body)
+    assert len(events) == 1
+    failed = events[0]
+    assert isinstance(failed, TierFailed)
+    assert failed.kind == "client" and failed.status == 400
+    if param is not None:
+        assert failed.param is not None and failed.param.startswith(param)
 
 
 def test_context_overflow_is_a_request_error_not_a_crash(tier_handle: Any) -> None:
-    events = generate(tier_handle, prompt="word " * 2500)
-    assert events == [
-        {"event": "error", "status": 400, "code": "context_length_exceeded", "message": events[0]["message"]}
-    ]
-    assert "maximum context length is 2048" in events[0]["message"]
+    events = generate(tier_handle, "completion", prompt="word " * 2500)
+    assert len(events) == 1
+    failed = events[0]
+    assert isinstance(failed, TierFailed) and failed.kind == "client" and failed.status == 400
+    assert failed.code == "context_length_exceeded"
+    assert "maximum context length is 2048" in failed.message
     # The engine is still healthy afterwards.
-    assert tier_handle.probe.remote().result()["ok"] is True
+    assert tier_handle.probe.remote().result().ok is True
 
 
 def test_salted_prompts_generate_the_same_answer(tier_handle: Any) -> None:
@@ -83,7 +171,7 @@ def test_salted_prompts_generate_the_same_answer(tier_handle: Any) -> None:
     # separates prefix-cache blocks, never changes what greedy decoding produces.
     messages = [{"role": "user", "content": "Name a primary colour."}]
     texts = [
-        "".join(e["text"] for e in generate(tier_handle, messages=messages, **salt) if e["event"] == "delta")
-        for salt in ({}, {"cache_salt": "alpha"}, {"cache_salt": "beta"})
+        streamed_text(generate(tier_handle, messages=messages, stream=True, cache_salt=salt))
+        for salt in (None, "alpha", "beta")
     ]
     assert texts[0] and texts[0] == texts[1] == texts[2]

@@ -12,9 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from cache.embedder import SentenceTransformerEmbedder
+from commands.main import app
 from router import RouteInput, RouterConfig, build_router
 from router.data import load_prompts
-from serving.cli import app
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
 from cache import CacheStore, SemanticCache
-from router import HeuristicScorer, Router, ThresholdPolicy
+from router import Router
+from router.policy import ThresholdPolicy
+from router.scorer import HeuristicScorer
 from serving.config import parse_config
 from serving.gateway import GatewayService
 from serving.http import build_http_app

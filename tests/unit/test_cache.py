@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from cache import (
-    CacheConfig,
-    CachedAnswer,
-    CacheEntry,
-    CacheStore,
-    CacheUnavailable,
-    Outcome,
-    RedisConfig,
-    SemanticCache,
-    namespace_key,
-)
+from cache import CacheConfig, CachedAnswer, CacheStore, Outcome, SemanticCache, namespace_key
+from cache.config import RedisConfig
+from cache.errors import CacheUnavailable
 from cache.index import VectorIndex
+from cache.store import CacheEntry
 from serving.redis_server import LocalRedis
 from tests.fakes import HashingEmbedder
 
@@ -285,8 +278,8 @@ async def test_threshold_decides(make_cache: CacheFactory) -> None:
     assert (await lenient.lookup("alpha", NS, similar)).outcome is Outcome.HIT
 
 
-async def test_truncated_answers_are_not_stored_by_default(make_cache: CacheFactory) -> None:
-    cache = make_cache()
+async def test_truncated_answers_are_not_stored_when_disallowed(make_cache: CacheFactory) -> None:
+    cache = make_cache(store_truncated=False)
     vector = cache.embed(QUESTION)
     truncated = ANSWER.model_copy(update={"finish_reason": "length"})
     assert await cache.store("alpha", NS, QUESTION, vector, truncated) is False
@@ -297,8 +290,8 @@ async def test_truncated_answers_are_not_stored_by_default(make_cache: CacheFact
     assert (await cache.lookup("alpha", NS, vector)).outcome is Outcome.MISS
 
 
-async def test_truncated_answers_are_stored_when_allowed(make_cache: CacheFactory) -> None:
-    cache = make_cache(store_truncated=True)
+async def test_truncated_answers_are_stored_by_default(make_cache: CacheFactory) -> None:
+    cache = make_cache()
     vector = cache.embed(QUESTION)
     truncated = ANSWER.model_copy(update={"finish_reason": "length"})
     assert await cache.store("alpha", NS, QUESTION, vector, truncated) is True

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from cache import CacheConfig, CachedAnswer, CacheStore, Outcome, RedisConfig, SemanticCache, namespace_key
+from cache import CacheConfig, CachedAnswer, CacheStore, Outcome, SemanticCache, namespace_key
+from cache.config import RedisConfig
 from tests.fakes import HashingEmbedder
 
 NS = namespace_key(tenant="alpha", model_alias="small", endpoint="chat", context=(), params={})

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving import errors
-from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse
+from serving.protocol import ChatCompletionRequest, ErrorResponse
 
 
 @pytest.mark.parametrize(
@@ -74,19 +74,6 @@ def test_from_validation_error_nested_field() -> None:
     assert error.body()["error"]["param"] == "messages.0.role"
 
 
-def test_from_validation_error_drops_the_value_error_prefix() -> None:
-    error = errors.from_validation_error(
-        _validation_error(CompletionRequest, {"model": "small", "prompt": "x", "n": 3})
-    )
-    assert error.message == "n: only n=1 is supported"
-    # A model-level rule has no field: no location, no param.
-    error = errors.from_validation_error(
-        _validation_error(ChatCompletionRequest, {"model": "auto", "messages": [{"role": "system", "content": "x"}]})
-    )
-    assert error.param is None
-    assert error.message == "messages must contain at least one user message"
-
-
 @pytest.mark.parametrize(
     ("status", "cls"),
     [
@@ -98,14 +85,17 @@ def test_from_validation_error_drops_the_value_error_prefix() -> None:
         (429, errors.RateLimited),
         (503, errors.TierUnavailable),
         (500, errors.EngineFailure),
-        (418, errors.EngineFailure),
+        (501, errors.NotImplementedFeature),
+        (418, errors.InvalidRequest),
     ],
 )
 def test_from_plain_maps_statuses(status: int, cls: type[errors.ServingError]) -> None:
-    error = errors.from_plain(status, "from a replica")
+    error = errors.from_plain(status, "from a replica", param="messages")
     assert type(error) is cls
+    assert error.status == status  # a client error keeps its 4xx across the hop
     assert error.message == "from a replica"
     assert error.code == cls.code
+    assert error.param == "messages"
 
 
 def test_from_plain_keeps_the_replicas_code() -> None:

@@ -18,7 +18,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from router import HeuristicScorer, Router, ThresholdPolicy
+from router import Router
+from router.policy import ThresholdPolicy
+from router.scorer import HeuristicScorer
 from serving.gateway import GatewayService
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
@@ -108,7 +110,7 @@ async def test_chat_non_stream(stack: Stack) -> None:
     payload = stack.small.payloads[0]
     assert payload["messages"] == [{"role": "user", "content": QUESTION}]
     assert payload["request_id"] == request_id  # the tier's engine sees the same id as logs and client
-    assert payload["sampling"]["max_tokens"] == 32 and payload["sampling"]["temperature"] == 0
+    assert payload["max_tokens"] == 32 and payload["temperature"] == 0
 
 
 async def test_request_id_is_taken_from_the_client_when_safe(stack: Stack) -> None:
@@ -170,13 +172,8 @@ async def test_system_prompt_and_history_reach_the_tier(stack: Stack) -> None:
     )
     assert response.status_code == 200
     sent = stack.small.payloads[0]
-    assert [m["content"] for m in sent["messages"]] == [
-        "Be terse.",
-        "first question",
-        "first answer",
-        "second question",
-    ]
-    assert sent["sampling"]["stop"] == ["\n"]
+    assert sent["messages"] == messages  # the client's body reaches the tier as it was sent
+    assert sent["stop"] == ["\n"]
 
 
 async def test_chat_stream(stack: Stack) -> None:
@@ -221,7 +218,7 @@ async def test_completion_non_stream(stack: Stack) -> None:
     assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
     assert stack.small.payloads[0]["prompt"] == "Once upon a time"
     assert "messages" not in stack.small.payloads[0]
-    assert stack.small.payloads[0]["sampling"]["max_tokens"] == 8
+    assert stack.small.payloads[0]["max_tokens"] == 8
 
 
 async def test_completion_stream(stack: Stack) -> None:
@@ -255,7 +252,7 @@ async def test_models_lists_auto_and_tiers(stack: Stack) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == ["auto", "small", "large"]
+    assert [m["id"] for m in body["data"]] == ["auto", "small", "large", "all-MiniLM-L6-v2"]
     assert {m["object"] for m in body["data"]} == {"model"}
     assert body["data"][1]["root"].endswith("smollm2-135m-instruct")
 
@@ -276,7 +273,25 @@ async def test_unknown_route_and_wrong_method_are_openai_errors(stack: Stack) ->
     assert_openai_error(response, 405, "method_not_allowed")
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"", b"[1, 2]", b'"a string"'])
+_CHAT_PREFIX = b'{"model": "small", "messages": [{"role": "user", "content": "hi"}], '
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"",
+        b"[1, 2]",
+        b'"a string"',
+        b'{"model": "small", "messages": ' + b"[" * 2000 + b"]" * 2000 + b"}",  # beyond the parser's stack
+        _CHAT_PREFIX + b'"metadata": ' + b'{"a": ' * 70 + b"1" + b"}" * 70 + b"}",  # deeper than 64 levels
+        _CHAT_PREFIX + b'"temperature": NaN}',
+        _CHAT_PREFIX + b'"temperature": Infinity}',
+        _CHAT_PREFIX + b'"temperature": 1e999}',
+        b'{"model": "small", "messages": [{"role": "user", "content": "\xc3\x28"}]}',  # invalid UTF-8
+    ],
+)
 async def test_invalid_json_is_400(stack: Stack, content: bytes) -> None:
     response = await stack.client.post(
         "/v1/chat/completions", content=content, headers={**ALPHA, "content-type": "application/json"}
@@ -295,11 +310,11 @@ async def test_invalid_json_is_400(stack: Stack, content: bytes) -> None:
             {"model": "small", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
             "temperature",
         ),
-        ({"model": "small", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
-        ({"model": "small", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        ({"model": "small", "messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
+        ({"model": "small", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
         ({"model": "small", "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+        ({"model": "small", "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-        ({"model": "small", "messages": [{"role": "system", "content": "x"}]}, None),
     ],
 )
 async def test_schema_violations_are_422(stack: Stack, body: dict[str, Any], param: str | None) -> None:
@@ -314,8 +329,7 @@ async def test_schema_violations_are_422(stack: Stack, body: dict[str, Any], par
 @pytest.mark.parametrize(
     "body",
     [
-        {"model": "small", "prompt": ["one", "two"]},
-        {"model": "small", "prompt": "x", "logprobs": 2},
+        {"model": "small", "prompt": {"one": "two"}},
         {"model": "small", "prompt": "x", "max_tokens": 0},
         {"model": "small"},
     ],
@@ -323,6 +337,89 @@ async def test_schema_violations_are_422(stack: Stack, body: dict[str, Any], par
 async def test_completion_schema_violations_are_422(stack: Stack, body: dict[str, Any]) -> None:
     response = await stack.client.post("/v1/completions", json=body, headers=ALPHA)
     assert_openai_error(response, 422, "invalid_value")
+
+
+async def test_every_field_reaches_the_tier_and_changes_the_cache_key(stack: Stack) -> None:
+    extra = {"top_k": 5, "min_p": 0.1, "logit_bias": {"42": 3}, "response_format": {"type": "json_object"}}
+    first = await stack.chat(**extra)
+    assert first.status_code == 200 and first.headers["x-tierserve-cache"] == "miss"
+    sent = stack.small.payloads[0]
+    assert {key: sent[key] for key in extra} == extra  # nothing dropped on the way
+    assert (await stack.chat(**extra)).headers["x-tierserve-cache"] == "hit"
+    assert (await stack.chat(**{**extra, "top_k": 6})).headers["x-tierserve-cache"] == "miss"
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"n": 2}, "n"),
+        ({"temperature": 1.0}, "temperature"),
+    ],
+)
+async def test_cache_bypass_says_why(stack: Stack, extra: dict[str, Any], reason: str) -> None:
+    for _ in range(2):
+        response = await stack.chat(**extra)
+        assert response.headers["x-tierserve-cache"] == "bypass"
+        assert response.headers["x-tierserve-cache-bypass"] == reason
+    assert stack.small.calls == 2
+
+
+async def test_replays_are_the_engines_own_chunks_and_body(stack: Stack) -> None:
+    live = await stack.chat(stream=True)
+    replay = await stack.chat(stream=True, stream_options={"include_usage": True})
+    assert replay.headers["x-tierserve-cache"] == "hit"
+    live_chunks, replayed = sse_chunks(live), sse_chunks(replay)
+    strip = lambda chunk: {k: v for k, v in chunk.items() if k not in ("id", "created")}  # noqa: E731
+    assert [strip(c) for c in replayed[:-1]] == [strip(c) for c in live_chunks]  # chunk for chunk
+    assert {c["id"] for c in replayed} == {f"chatcmpl-{replay.headers['x-request-id']}"}
+    assert replayed[-1]["usage"]["completion_tokens"] == 4
+    whole = await stack.chat()  # stored from a stream: rebuilt from its text
+    assert whole.headers["x-tierserve-cache"] == "hit"
+    assert whole.json()["choices"][0]["message"]["content"] == "Paris is the capital."
+
+
+async def test_embeddings_in_openai_shape(stack: Stack) -> None:
+    client = stack.openai()
+    result = await client.embeddings.create(model="all-MiniLM-L6-v2", input=["the cat sat", "a dog ran far"])
+    assert [item.index for item in result.data] == [0, 1]
+    assert all(len(item.embedding) == 384 for item in result.data)  # decoded from base64, the client's default
+    assert result.usage.prompt_tokens == 5 + 6
+    floats = await stack.client.post(
+        "/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "the cat sat"}, headers=ALPHA
+    )
+    assert floats.json()["data"][0]["embedding"] == pytest.approx(result.data[0].embedding, abs=1e-6)
+    models = (await stack.client.get("/v1/models", headers=ALPHA)).json()
+    assert "all-MiniLM-L6-v2" in [m["id"] for m in models["data"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "text-embedding-3-small", "input": "x"}, 404, "model"),
+        ({"model": "all-MiniLM-L6-v2", "input": ""}, 400, "input"),
+        ({"model": "all-MiniLM-L6-v2", "input": []}, 400, "input"),
+        ({"model": "all-MiniLM-L6-v2", "input": [1, 2, 3]}, 400, "input"),
+        ({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 128}, 400, "dimensions"),
+        ({"model": "all-MiniLM-L6-v2", "input": "word " * 40}, 400, "input"),  # longer than the model reads
+        ({"model": "all-MiniLM-L6-v2", "input": "x", "encoding_format": "int8"}, 422, "encoding_format"),
+    ],
+)
+async def test_bad_embedding_requests(stack: Stack, body: dict[str, Any], status: int, param: str) -> None:
+    response = await stack.client.post("/v1/embeddings", json=body, headers=ALPHA)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["param"] == param
+
+
+async def test_refusals_are_counted(stack: Stack) -> None:
+    await stack.client.post("/v1/chat/completions", json={"model": "small", "messages": []}, headers=ALPHA)
+    await stack.client.post("/v1/chat/completions", json=chat_body(model="nope"), headers=ALPHA)
+    await stack.client.get("/v1/nothing", headers=ALPHA)
+    counts = requests_total(stack)
+    assert counts[("chat", "none", "none", "422")] == 1
+    assert counts[("chat", "none", "none", "404")] == 1
+    assert counts[("other", "none", "none", "404")] == 1
 
 
 async def test_body_over_the_limit_is_413(stack: Stack) -> None:
@@ -533,11 +630,14 @@ async def test_hot_sampling_bypasses_the_cache(stack: Stack) -> None:
     assert requests_total(stack)[("chat", "small", "bypass", "200")] == 2
 
 
-async def test_truncated_answer_is_not_cached(make_stack: StackFactory) -> None:
+async def test_truncated_answer_is_cached_for_the_same_limit_only(make_stack: StackFactory) -> None:
     stack = await make_stack(small=FakeTier(["cut"], finish_reason="length"))
     first = await stack.chat(max_tokens=1)
     assert first.json()["choices"][0]["finish_reason"] == "length"
-    assert (await stack.chat(max_tokens=1)).headers["x-tierserve-cache"] == "miss"
+    again = await stack.chat(max_tokens=1)
+    assert again.headers["x-tierserve-cache"] == "hit"
+    assert again.json()["choices"][0]["finish_reason"] == "length"
+    assert (await stack.chat(max_tokens=2)).headers["x-tierserve-cache"] == "miss"  # max_tokens is in the key
     assert stack.small.calls == 2
 
 
@@ -712,8 +812,10 @@ async def test_metrics_count_requests_by_tier_and_cache(stack: Stack) -> None:
     # Price of the two generated answers: (9 * 1.0 + 4 * 2.0) / 1000 each, for tenant alpha; hits cost nothing.
     assert sample_value(stack, "tierserve_cost_usd_total", tier="small", tenant="alpha") == pytest.approx(0.034)
     assert sample_value(stack, "tierserve_cost_usd_total", tier="cache", tenant="alpha") is None
-    # The hot request skipped the cache but was embedded for the router (router.embed_when_bypassed).
-    assert sample_value(stack, "tierserve_stage_seconds_count", stage="embed") == 3
+    # The identical repeat was answered before anything was embedded; the hot request skipped the cache but was
+    # embedded for the router (router.embed_when_bypassed).
+    assert sample_value(stack, "tierserve_stage_seconds_count", stage="embed") == 2
+    assert sample_value(stack, "tierserve_stage_seconds_count", stage="cache_exact") == 2
 
 
 # ------------------------------------------------------------------------------ the official client
@@ -773,7 +875,7 @@ async def test_openai_client_completions_and_models(stack: Stack) -> None:
     ]
     assert "".join(texts) == "Paris is the capital."
     models = await client.models.list()
-    assert [m.id for m in models.data] == ["auto", "small", "large"]
+    assert [m.id for m in models.data] == ["auto", "small", "large", "all-MiniLM-L6-v2"]
     await client.close()
 
 

@@ -6,6 +6,8 @@ imported by the test session cannot hide an import-time side effect.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import subprocess
@@ -78,7 +80,7 @@ def test_every_submodule_imports_quietly(tmp_path: Path) -> None:
         """
         import importlib, pkgutil
         imported = []
-        for package_name in ("serving", "cache", "router", "loadtest"):
+        for package_name in ("serving", "cache", "router", "loadtest", "benchmarks", "commands"):
             package = importlib.import_module(package_name)
             imported.append(package_name)
             if package_name == "loadtest":
@@ -100,6 +102,11 @@ def test_every_submodule_imports_quietly(tmp_path: Path) -> None:
         "serving.deployments",
         "serving.app",
         "serving.cli",
+        "serving.body",
+        "serving.contract",
+        "serving.embeddings",
+        "commands.main",
+        "benchmarks.bench",
         "serving.redis_server",
         "cache.semantic",
         "cache.index",
@@ -112,3 +119,53 @@ def test_every_submodule_imports_quietly(tmp_path: Path) -> None:
     assert report["network"] == []
     assert report["vllm"] is False  # even the deployments import vLLM only inside the engine
     assert list(tmp_path.iterdir()) == []
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(folder: str) -> list[tuple[str, str, str, list[str]]]:
+    """(file, package, submodule path, names) for every import statement under `folder`, nested ones too."""
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                top, _, rest = node.module.partition(".")
+                found.append(
+                    (str(path.relative_to(ROOT)), top, f".{rest}" if rest else "", [a.name for a in node.names])
+                )
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    top, _, rest = alias.name.partition(".")
+                    found.append((str(path.relative_to(ROOT)), top, f".{rest}" if rest else "", []))
+    return found
+
+
+@pytest.mark.parametrize("package", ["cache", "router"])
+def test_the_gateway_and_commands_use_only_the_door_and_the_door_only_what_they_use(package: str) -> None:
+    door = set(importlib.import_module(package).__all__)
+    used: set[str] = set()
+    for folder in ("serving", "commands"):
+        for path, imported, submodule, names in _imports(folder):
+            if imported != package:
+                continue
+            # Through the door, or the package's own command-line module (commands mounts it).
+            assert submodule in ("", ".cli"), f"{path} reaches into {package}{submodule}"
+            if submodule == "":
+                used.update(names)
+    assert door == used, f"exported but unused: {sorted(door - used)}; used but not exported: {sorted(used - door)}"
+
+
+def test_the_load_test_gate_imports_none_of_the_stack() -> None:
+    """loadtest talks to a stack over HTTP only; benchmarks (which run the stack's code) live apart."""
+    ours = {"serving", "cache", "router", "benchmarks", "commands"}
+    offenders = [(path, imported) for path, imported, _, _ in _imports("loadtest") if imported in ours]
+    assert offenders == []
+
+
+def test_runtime_packages_never_import_a_command_line() -> None:
+    for folder in ("serving", "cache", "router", "loadtest"):
+        for path, imported, submodule, _ in _imports(folder):
+            assert imported != "commands", path
+            if imported != folder and imported in {"serving", "cache", "router", "loadtest"}:
+                assert submodule != ".cli", f"{path} imports {imported}.cli"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from commands.main import app
 from loadtest.records import read_records
-from serving.cli import app
 from tests.unit.fake_openai import LAX, TOKENS
 
 

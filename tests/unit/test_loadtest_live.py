@@ -18,12 +18,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from commands.main import app
 from loadtest.capacity import StepResult, summarize_capacity
 from loadtest.records import RequestRecord, read_records
 from loadtest.runner import LOCUSTFILE, judge
 from loadtest.slo import ScenarioSlo
 from loadtest.workloads import SCENARIOS, shape_target
-from serving.cli import app
 from tests.unit.fake_openai import LAX, FakeOpenAI
 
 

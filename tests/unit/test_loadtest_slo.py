@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from commands.main import app
 from loadtest.capacity import StepResult, capacity_steps, summarize_capacity
 from loadtest.records import RecordWriter, RequestRecord, read_records
 from loadtest.runner import judge, parse_duration
 from loadtest.slo import ScenarioSlo, SloError, apply_override, evaluate, load_slo_file
 from loadtest.stats import GoodputCriteria, metric_names, percentile, summarize
 from loadtest.workloads import SCENARIOS, Workload, iter_json_array, load_sharegpt, scenario, shape_target
-from serving.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "tests" / "data" / "loadtest_chat_records.jsonl"

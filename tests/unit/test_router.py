@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from router import (
-    Decision,
-    FeatureWeights,
-    HeuristicScorer,
-    RouteInput,
-    Router,
-    RouterConfig,
-    RouterError,
-    ThresholdPolicy,
-    extract_features,
-)
+from router import Decision, RouteInput, Router, RouterConfig
+from router.config import FeatureWeights
+from router.errors import RouterError
+from router.policy import ThresholdPolicy
+from router.scorer import HeuristicScorer, extract_features
 
 EASY = "hi"
 CODE = "Write a Python function that parses a CSV file and returns the rows as dicts."

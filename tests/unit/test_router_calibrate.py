@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from router import RouterConfig, RouterError, ThresholdPolicy, TierPrice, expected_cost
+from router import RouterConfig, TierPrice
 from router.calibrate import (
     achieved_shares,
     parse_shares,
@@ -16,6 +16,9 @@ from router.calibrate import (
     thresholds_for_shares,
     write_thresholds,
 )
+from router.cost import expected_cost
+from router.errors import RouterError
+from router.policy import ThresholdPolicy
 
 
 def test_parse_shares_fills_in_the_one_missing_tier() -> None:

@@ -11,8 +11,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from commands.router import load_router_stack
 from router.cli import add_router_commands
-from serving.router_cli import load_router_stack
 from tests.fakes import HashingEmbedder
 
 GSM8K = Path(__file__).parent.parent / "data" / "routellm_gsm8k_first164.csv"
@@ -87,8 +87,9 @@ def test_calibrate_writes_thresholds_that_hit_the_share(app: typer.Typer, tmp_pa
     assert len(thresholds) == 1 and 0 < thresholds[0] < 1
     assert "# set by calibrate" in config.read_text()
     # The written threshold sends 30 % (+-5 %) of these prompts to "large" under the same scorer.
-    from router import RouteInput, build_scorer, load_weights  # noqa: F401
+    from router import RouteInput  # noqa: F401
     from router.data import load_prompts
+    from router.factory import build_scorer
     from serving.config import load_config
 
     stack = load_config(config)
@@ -161,3 +162,10 @@ def test_train_writes_weights_from_a_folder(app: typer.Typer, tmp_path: Path) ->
     code, _, _ = run(app, *args[:4], str(tmp_path / "w2.json"), *args[5:])
     assert code == 0 and (tmp_path / "w2.json").read_text() == out.read_text()  # deterministic
     assert not list(Path.cwd().glob("embeddings-*.npy"))  # --no-cache leaves nothing behind
+
+
+@pytest.mark.parametrize("command", ["eval", "explain"])
+def test_no_embedding_is_a_plain_flag(app: typer.Typer, command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--no-embedding" in result.output and "--no-no-embedding" not in result.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router import RouterError
+from router.errors import RouterError
 from router.evaluate import cpt, evaluate_scores, pgr_curve
 
 # 4 prompts: only #0 and #1 are won by the strong model alone; #2 both right, #3 both wrong.

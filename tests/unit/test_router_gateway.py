@@ -16,7 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cache import CacheStore, SemanticCache
-from router import RouteInput, Router, ThresholdPolicy
+from router import RouteInput, Router
+from router.policy import ThresholdPolicy
 from serving.config import parse_config
 from serving.gateway import GatewayService
 from serving.http import build_http_app

@@ -8,20 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router import (
-    SURFACE_FEATURES,
-    FeatureWeights,
-    RouteInput,
-    RouterConfig,
-    RouterError,
-    RouterWeights,
-    TrainedScorer,
-    build_router,
-    load_weights,
-    surface_vector,
-)
+from router import RouteInput, RouterConfig, build_router
+from router.config import FeatureWeights
 from router.data import OutcomeSet
-from router.model import LinearHead
+from router.errors import RouterError
+from router.features import SURFACE_FEATURES, surface_vector
+from router.model import LinearHead, RouterWeights, TrainedScorer, load_weights
 from router.train import embed_prompts, split_of, train
 
 DIM = 8
@@ -181,7 +173,9 @@ def test_embeddings_are_cached_by_prompt_set(tmp_path: Path) -> None:
 
 
 def test_the_default_scorer_blends_trained_and_heuristic_scores() -> None:
-    from router import BlendedScorer, HeuristicScorer, RouterConfig, build_scorer
+    from router import RouterConfig
+    from router.factory import build_scorer
+    from router.scorer import BlendedScorer, HeuristicScorer
 
     config = RouterConfig()
     scorer = build_scorer(config)
@@ -196,7 +190,7 @@ def test_the_default_scorer_blends_trained_and_heuristic_scores() -> None:
 
 
 def test_blend_weights_are_normalised_and_checked() -> None:
-    from router import BlendedScorer
+    from router.scorer import BlendedScorer
 
     class Constant:
         def __init__(self, value: float) -> None:

@@ -7,7 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from router import HeuristicScorer, Router, ThresholdPolicy
+from router import Router
+from router.policy import ThresholdPolicy
+from router.scorer import HeuristicScorer
 from serving.config import parse_config
 from serving.gateway import GatewayService
 from serving.http import build_http_app

@@ -67,7 +67,7 @@ async def test_a_routed_miss_records_every_stage_and_the_decision(traced: Stack,
     assert attrs["gen_ai.usage.input_tokens"] == 40 and attrs["gen_ai.usage.output_tokens"] == 3
     assert attrs["http.response.status_code"] == 200 and attrs["tierserve.replica"] == "large-1"
     assert root.status.status_code is StatusCode.UNSET
-    assert set(children(spans, root)) == {"embed", "cache_lookup", "route", "generate", "cache_store"}
+    assert set(children(spans, root)) == {"cache_exact", "embed", "cache_lookup", "route", "generate", "cache_store"}
     assert response.headers["x-tierserve-trace-id"] == f"{root.context.trace_id:032x}"
 
 
@@ -88,7 +88,7 @@ async def test_a_hit_is_one_short_trace_without_generation(traced: Stack, spans:
     root = request_span(spans)
     assert root.attributes is not None and root.attributes["tierserve.cache"] == "hit"
     assert "tierserve.similarity" in root.attributes and root.attributes["tierserve.answered_by"] == "small"
-    assert set(children(spans, root)) == {"embed", "cache_lookup"}
+    assert set(children(spans, root)) == {"cache_exact"}  # an identical repeat: nothing embedded
 
 
 async def test_the_callers_traceparent_is_the_parent(traced: Stack, spans: InMemorySpanExporter) -> None:
@@ -198,7 +198,7 @@ def test_otlp_export_reaches_a_collector_as_protobuf(collector: Collector) -> No
 
 
 def test_the_trace_benchmark_runs_both_modes() -> None:
-    from loadtest.trace_bench import measure
+    from benchmarks.trace_bench import measure
 
     result = measure(20)
     for mode in ("none", "otlp", "otlp10"):

@@ -1,5 +1,5 @@
 """Side by side on the same embeddings: tierserve's SemanticCache (real Redis), GPTCache (sqlite + hnswlib) and a
-plain exact-match Redis cache, for `loadtest.cache_bench`. GPTCache is imported only here and only if installed."""
+plain exact-match Redis cache, for `benchmarks.cache_bench`. GPTCache is imported only here and only if installed."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.cache_parts import DEFAULTS, DIM, Lookup, atimed, timed
 from cache.config import CacheConfig, RedisConfig
 from cache.embedder import Embedder, Vector
-from loadtest.cache_parts import DEFAULTS, DIM, Lookup, atimed, timed
 
 
 def side_by_side(

@@ -5,7 +5,7 @@ semantic-cache hit vs miss latency and hit throughput, then streaming TTFT / end
 gateway (cache bypassed, tier pinned) against vLLM's own OpenAI server on the same model and prompts. The two
 servers never run at the same time. Figures go to a rich table on stdout and to a JSON file.
 
-    python -m loadtest.bench --config configs/default.yaml --out docs/bench-latest.json --requests 60
+    python -m benchmarks.bench --config configs/default.yaml --out docs/bench-latest.json --requests 60
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.measure import cache_phase, ratio, serving_phase
+from benchmarks.measure import cache_phase, ratio, serving_phase
 from loadtest.processes import (
     HOST,
     Server,
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         "others_cpu_cores": {},
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
-    cli = [sys.executable, "-m", "serving.cli"]
+    cli = [sys.executable, "-m", "commands.main"]
     todo = [
         t.prepared for t in config.tiers if t.prepared and not is_prepared(t.prepared, config.models_dir / t.prepared)
     ]

@@ -3,7 +3,7 @@ hits scale with concurrency, how the HNSW index behaves at 100k and 1M entries, 
 compares with GPTCache and a plain exact-match Redis cache on the same embeddings. Everything talks to
 127.0.0.1 only; every loop is bounded in count and time; every process started is stopped.
 
-    python -m loadtest.cache_bench --sizes 100000,1000000 --out docs/cache-bench-latest.json
+    python -m benchmarks.cache_bench --sizes 100000,1000000 --out docs/cache-bench-latest.json
 
 GPTCache is not a dependency of tierserve: install it into the venv only for this benchmark
 (`pip install gptcache sqlalchemy`); without it that column reports the import error.
@@ -28,10 +28,10 @@ import psutil
 from rich.console import Console
 from rich.text import Text
 
-from loadtest import cache_compare as compare
-from loadtest import cache_parts as parts
-from loadtest.bench import _fmt, _table
-from loadtest.measure import Sample, chat, load, ratio, short_prompts, summary_ms, throughput
+from benchmarks import cache_compare as compare
+from benchmarks import cache_parts as parts
+from benchmarks.bench import _fmt, _table
+from benchmarks.measure import Sample, chat, load, ratio, short_prompts, summary_ms, throughput
 from loadtest.processes import Server, free_port, launch, record_run, stop, wait_healthy
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
     seed = random.randrange(1, 2**31)
     result |= {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join(["python -m loadtest.cache_bench", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks.cache_bench", *sys.argv[1:]]),
         "run_seed": seed,
         "machine": {"cpus": os.cpu_count(), "mem_gib": round(psutil.virtual_memory().total / 2**30, 1)},
         "load_avg_1m": {"start": round(os.getloadavg()[0], 2)},
@@ -142,7 +142,7 @@ def stack_hits(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     The per-run seed is part of the cache key, so answers stored by earlier runs never hit."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     port = free_port()
-    cmd = [sys.executable, "-m", "serving.cli", "serve", "--config", str(args.config), "--port", str(port)]
+    cmd = [sys.executable, "-m", "commands.main", "serve", "--config", str(args.config), "--port", str(port)]
     server: Server = launch("tierserve", cmd, env, port, args.log_dir)
     out: dict[str, Any] = {"command": " ".join(cmd[1:])}
     try:

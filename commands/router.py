@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from router import TierPrice
 from router.cli import RouterStack, TextEmbedder, add_router_commands
-from router.cost import TierPrice
 from serving.config import ConfigError, load_config
 
 __all__ = ["build_router_app", "load_router_stack"]
@@ -18,8 +18,7 @@ __all__ = ["build_router_app", "load_router_stack"]
 
 def _embedder() -> TextEmbedder:
     # Imported here: loading sentence-transformers takes seconds and must not happen at import time.
-    from cache.config import CacheConfig
-    from cache.embedder import SentenceTransformerEmbedder
+    from cache import CacheConfig, SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(device=CacheConfig().embedder_device)
 

@@ -1,4 +1,4 @@
-"""Measurements of the semantic cache's parts, for `loadtest.cache_bench`: the floor of a hit (embedding, HNSW
+"""Measurements of the semantic cache's parts, for `benchmarks.cache_bench`: the floor of a hit (embedding, HNSW
 search, Redis read, HTTP exchange), embedding throughput and the index at scale; plus the corpus they share."""
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 import psutil
 from numpy.typing import NDArray
 
+from benchmarks.measure import summary_ms
 from cache.config import CacheConfig, RedisConfig
 from cache.embedder import Embedder, Vector
 from cache.index import VectorIndex
-from loadtest.measure import summary_ms
 
 logger = logging.getLogger(__name__)
 DIM = 384

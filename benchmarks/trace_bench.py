@@ -4,7 +4,7 @@ The gateway's request flow (`GatewayService.handle`, routed `auto` requests, str
 over an instant tier, so the figure is the flow's own CPU time with and without spans; the OTLP exporter
 batches spans to a real OTLP/HTTP receiver on loopback (a minimal one started here), as in production.
 
-    python -m loadtest.trace_bench [--requests 3000] [--out docs/trace-bench.json]
+    python -m benchmarks.trace_bench [--requests 3000] [--out docs/trace-bench.json]
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 from router import build_router
 from serving.config import StackConfig, TracingConfig, parse_config
+from serving.contract import ProbeResult, TierDelta, TierEvent, TierFinished, TierRequest, TierStarted
+from serving.formatting import ResponseFormatter
 from serving.gateway import GatewayService
 from serving.jobs import job_from_chat
 from serving.metrics import GatewayMetrics
@@ -30,19 +32,26 @@ from serving.tracing import build_tracer
 
 
 class InstantTier:
-    """A tier that answers at once: start, three deltas, end."""
+    """A tier that answers at once: started, three deltas (or one whole answer), finished."""
 
-    def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        async def events() -> AsyncIterator[dict[str, Any]]:
-            yield {"event": "start", "prompt_tokens": 12, "replica": "bench-1"}
-            for count, piece in enumerate(("Paris", " is", " the capital."), start=1):
-                yield {"event": "delta", "text": piece, "completion_tokens": count}
-            yield {"event": "end", "finish_reason": "stop", "prompt_tokens": 12, "completion_tokens": 3}
+    def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]:
+        formatter = ResponseFormatter(request.endpoint, request.request_id, "bench")
+        pieces = ("Paris", " is", " the capital.")
+
+        async def events() -> AsyncIterator[TierEvent]:
+            yield TierStarted(replica="bench-1")
+            if not json.loads(request.body).get("stream"):
+                body = formatter.full("".join(pieces), "stop", 12, 3)
+                yield TierFinished("stop", 12, 3, body=json.dumps(body), text="".join(pieces))
+                return
+            for piece in pieces:
+                yield TierDelta(data=formatter.content(piece).removeprefix("data: ").strip(), text=piece)
+            yield TierFinished("stop", 12, 3)
 
         return events()
 
-    async def probe(self) -> dict[str, Any]:
-        return {"ok": True}
+    async def probe(self) -> ProbeResult:
+        return ProbeResult(ok=True, replica="bench-1", generate_ms=0.0)
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -67,12 +76,16 @@ def _config() -> StackConfig:
 
 
 async def _time_requests(service: GatewayService, requests: int, stream: bool) -> list[float]:
-    body = ChatCompletionRequest.model_validate(
-        {"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}], "stream": stream}
-    )
+    data = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "stream": stream,
+    }
+    body = ChatCompletionRequest.model_validate(data)
+    raw = json.dumps(data).encode()
     took = []
     for number in range(requests):
-        job = job_from_chat(body, f"bench-{number}", "default")
+        job = job_from_chat(body, raw, data, f"bench-{number}", "default")
         started = time.perf_counter()
         reply = await service.handle(job)
         if reply.stream is not None:

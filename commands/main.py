@@ -1,0 +1,21 @@
+"""`tierserve`: the stack's commands (serve, models, config, cache) with the cache's, the router's and the load-test
+gate's, each registered here with what it needs from the others passed in."""
+
+from __future__ import annotations
+
+from cache.cli import add_eval_command
+from commands.router import build_router_app
+from loadtest.cli import add_loadtest_command
+from serving.cli import app, cache_app, first_api_key
+
+add_eval_command(cache_app)  # tierserve cache eval --pairs FILE.jsonl
+add_loadtest_command(app, first_api_key)  # tierserve loadtest --scenario NAME (Locust runs in its own process)
+app.add_typer(build_router_app(), name="router")  # tierserve router train|eval|calibrate|explain
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

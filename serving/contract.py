@@ -1,0 +1,76 @@
+"""The typed contract between the gateway and a tier: one request type and one union of events.
+
+It crosses Ray (pickled), so it holds only plain immutable data. The OpenAI body travels as the JSON the
+client sent: the tier parses it with vLLM's own request models, so every field vLLM's server accepts works
+and none is dropped on the way. Events say what happened in the tier's terms; a client error keeps its 4xx
+status across the hop, and only a dead or unreachable engine is `unavailable` (503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Endpoint = Literal["chat", "completion"]
+
+# Why a tier refused or stopped: `client` = the request's fault (4xx, the same on any tier); `unavailable` = the
+# engine is dead or unreachable (503, another tier may answer); `internal` = the engine failed this request (5xx).
+FailureKind = Literal["client", "unavailable", "internal"]
+
+
+@dataclass(frozen=True)
+class TierRequest:
+    endpoint: Endpoint
+    body: bytes  # the OpenAI request body (JSON) as the gateway accepted it
+    request_id: str
+    cache_salt: str | None = None  # prefix-cache isolation: prompts share KV blocks only with the same salt
+    trace_headers: Mapping[str, str] = field(default_factory=dict)  # W3C context of the gateway's span
+
+
+@dataclass(frozen=True)
+class TierStarted:
+    """The engine accepted the request (it parsed, fits the context and is scheduled)."""
+
+    replica: str
+
+
+@dataclass(frozen=True)
+class TierDelta:
+    """One stream chunk as vLLM's server wrote it (`data`, JSON, forwarded verbatim) and the text it adds to the
+    first choice's content (what the cache stores and the trace counts)."""
+
+    data: str
+    text: str = ""
+    finishes: bool = False  # the first choice's finish_reason is in this chunk: the answer's closing chunks begin
+
+
+@dataclass(frozen=True)
+class TierFinished:
+    """The end of a successful answer. `body` is the whole response JSON when the request did not stream;
+    `text` is then the first choice's content."""
+
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    body: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class TierFailed:
+    kind: FailureKind
+    status: int
+    message: str
+    code: str | None = None
+    param: str | None = None
+
+
+TierEvent = TierStarted | TierDelta | TierFinished | TierFailed
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    replica: str
+    generate_ms: float
