@@ -24,7 +24,7 @@ from router import build_router
 from serving.config import StackConfig, TracingConfig, parse_config
 from serving.contract import ProbeResult, TierDelta, TierEvent, TierFinished, TierRequest, TierStarted
 from serving.formatting import ResponseFormatter
-from serving.gateway import GatewayService
+from serving.gateway import GatewayService, build_gateway
 from serving.jobs import job_from_chat
 from serving.metrics import GatewayMetrics
 from serving.protocol import ChatCompletionRequest
@@ -119,7 +119,7 @@ def measure(requests: int) -> dict[str, Any]:
         for mode, tracing in modes.items():
             tracer, provider = build_tracer(tracing)
             tiers = {"small": InstantTier(), "large": InstantTier()}
-            service = GatewayService(
+            service = build_gateway(
                 config, tiers, None, build_router(config.router, ["small", "large"]), GatewayMetrics(), tracer
             )
             for stream in (False, True):

@@ -22,7 +22,7 @@ from router import build_router
 from serving.config import TierConfig, parse_config
 from serving.contract import ProbeResult, TierEvent, TierFailed, TierRequest, TierStarted
 from serving.engine import EngineDead, TierEngine, VLLMServingEngine, probe
-from serving.gateway import GatewayService
+from serving.gateway import build_gateway
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from serving.redis_server import LocalRedis
@@ -161,7 +161,7 @@ class Gateway:
         router = build_router(stack.router, [t.name for t in stack.tiers])
         self._cache = cache
         tracer, self._tracer_provider = build_tracer(stack.tracing)
-        self._service = GatewayService(
+        self._service = build_gateway(
             stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics(), tracer
         )
 

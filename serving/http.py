@@ -15,11 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache, TokenCountingEmbedder
 from serving.body import parse_body
-from serving.calls import Reply
 from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
 from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
 from serving.gateway import GatewayService
 from serving.jobs import job_from_chat, job_from_completion, with_request_headers
+from serving.pipeline.context import Reply
 from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse, InvalidateRequest
 
 logger = logging.getLogger(__name__)

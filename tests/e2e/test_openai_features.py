@@ -169,3 +169,20 @@ def test_unknown_role_names_the_field(stack: Stack) -> None:
             max_tokens=4,
         )
     assert caught.value.body is not None and "messages.0.role" in str(caught.value.body)
+
+
+def test_embeddings_from_the_gateways_embedder(stack: Stack) -> None:
+    result = stack.client().embeddings.create(
+        model="all-MiniLM-L6-v2",
+        input=["How do I reset my password?", "I forgot my password, how can I change it?", "The sea is blue."],
+    )
+    vectors = [item.embedding for item in result.data]
+    assert [len(v) for v in vectors] == [384, 384, 384]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))  # the rows are normalised
+
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.3
+    assert result.usage.prompt_tokens > 15
+    with pytest.raises(openai.NotFoundError):
+        stack.client().embeddings.create(model="text-embedding-3-small", input="x")

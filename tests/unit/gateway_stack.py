@@ -17,7 +17,7 @@ from router import Router
 from router.policy import ThresholdPolicy
 from router.scorer import HeuristicScorer
 from serving.config import parse_config
-from serving.gateway import GatewayService
+from serving.gateway import GatewayService, build_gateway
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from tests.fakes import FakeTier, HashingEmbedder
@@ -110,7 +110,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         large = large or FakeTier(["A", " long", " answer."], prompt_tokens=40, replica="large-1")
         router = Router(HeuristicScorer(config.router.weights), ThresholdPolicy(["small", "large"], [0.5]))
         metrics = GatewayMetrics()
-        service = GatewayService(config, {"small": small, "large": large}, semantic, router, metrics, tracer)
+        service = build_gateway(config, {"small": small, "large": large}, semantic, router, metrics, tracer)
         app = build_http_app(service)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         client = httpx.AsyncClient(transport=transport, base_url="http://t")

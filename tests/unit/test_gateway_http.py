@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from router import Router
 from router.policy import ThresholdPolicy
 from router.scorer import HeuristicScorer
-from serving.gateway import GatewayService
+from serving.gateway import build_gateway
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from serving.redis_server import LocalRedis
@@ -964,7 +964,7 @@ async def test_a_tier_version_bump_invalidates_its_answers(make_stack: StackFact
     assert (await first.chat()).headers["x-tierserve-cache"] == "hit"
     config = first.service.config
     tiers = [t.model_copy(update={"version": "2"}) if t.name == "small" else t for t in config.tiers]
-    upgraded = GatewayService(
+    upgraded = build_gateway(
         config.model_copy(update={"tiers": tiers}),
         {"small": first.small, "large": first.large},
         first.cache,

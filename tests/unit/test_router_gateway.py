@@ -19,7 +19,7 @@ from cache import CacheStore, SemanticCache
 from router import RouteInput, Router
 from router.policy import ThresholdPolicy
 from serving.config import parse_config
-from serving.gateway import GatewayService
+from serving.gateway import build_gateway
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from tests.fakes import FakeTier, HashingEmbedder
@@ -86,7 +86,7 @@ async def make_stack(redis_url: str, key_prefix: str) -> AsyncIterator[Factory]:
         if cache:
             semantic = SemanticCache(config.cache, HashingEmbedder(), CacheStore(config.cache.redis, redis_url))
         metrics = GatewayMetrics()
-        service = GatewayService(config, fakes, semantic, Router(scorer, ThresholdPolicy(TIERS, [0.4, 0.8])), metrics)
+        service = build_gateway(config, fakes, semantic, Router(scorer, ThresholdPolicy(TIERS, [0.4, 0.8])), metrics)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_http_app(service)), base_url="http://t")
         stack = Stack(client, fakes, scorer, metrics, semantic)
         made.append(stack)

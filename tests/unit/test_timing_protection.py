@@ -11,7 +11,7 @@ from router import Router
 from router.policy import ThresholdPolicy
 from router.scorer import HeuristicScorer
 from serving.config import parse_config
-from serving.gateway import GatewayService
+from serving.gateway import build_gateway
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from tests.fakes import FakeTier
@@ -30,7 +30,7 @@ async def ask_as_both_tenants(timing_protection: bool) -> list[dict[str, Any]]:
     )
     small = FakeTier(["Paris."], prompt_tokens=9)
     router = Router(HeuristicScorer(config.router.weights), ThresholdPolicy(["small", "large"], [0.5]))
-    service = GatewayService(config, {"small": small, "large": FakeTier(["x"])}, None, router, GatewayMetrics())
+    service = build_gateway(config, {"small": small, "large": FakeTier(["x"])}, None, router, GatewayMetrics())
     transport = httpx.ASGITransport(app=build_http_app(service))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         for key in ("sk-alpha", "sk-beta"):

@@ -1,0 +1,93 @@
+"""What one request carries through the stages: the job, its trace and timing, the response headers so far, and
+what each stage decided (the cache's verdict, the route, the live call)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from cache import CachedAnswer, Outcome
+from router import Decision, Overrides
+from serving.contract import TierEvent
+from serving.jobs import Job
+from serving.metrics import GatewayMetrics
+from serving.tracing import RequestTrace
+
+
+@dataclass
+class Reply:
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[str] | None = None
+    raw_body: str | None = None  # a JSON document written elsewhere (the tier), passed on unparsed
+
+
+class EmptyAnswer(Exception):
+    """The tier stopped at max_tokens without producing any text."""
+
+
+# Identical misses in flight: (tenant, namespace, query) -> the leader's answer (single-flight).
+Flights = dict[tuple[str, str, str], asyncio.Future[CachedAnswer | None]]
+
+
+@dataclass
+class CacheVisit:
+    """What the cache said about one request."""
+
+    outcome: Outcome
+    namespace: str | None = None
+    vector: Any = None
+    answer: CachedAnswer | None = None  # a hit, or the answer of the identical generation we waited for
+    similarity: float | None = None
+    bypass_reason: str | None = None  # why the cache was not consulted (x-tierserve-cache-bypass)
+    flight_key: tuple[str, str, str] | None = None
+    flight: asyncio.Future[CachedAnswer | None] | None = None  # set when this request leads the generation
+
+    @property
+    def storable(self) -> bool:
+        return self.outcome is Outcome.MISS and self.namespace is not None
+
+
+@dataclass
+class LiveCall:
+    """One generation in flight on a tier."""
+
+    tier: str
+    events: AsyncIterator[TierEvent]
+    deadline: float  # event-loop time
+    span: trace.Span | None = None  # the `generate` stage, ended with the call
+
+
+@dataclass
+class RequestContext:
+    job: Job
+    trace: RequestTrace
+    metrics: GatewayMetrics
+    started: float = field(default_factory=time.perf_counter)
+    ttft: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    overrides: Overrides = field(default_factory=Overrides)
+    visit: CacheVisit = field(default_factory=lambda: CacheVisit(Outcome.BYPASS))
+    decision: Decision | None = None
+    tier: str | None = None
+    call: LiveCall | None = None
+    first: TierEvent | None = None  # the tier's first event, read before any header leaves
+    escalated_from: str | None = None
+    reply: Reply | None = None
+
+    @property
+    def cache_label(self) -> str:
+        """The cache outcome as metrics label it: a live answer was a miss (it will be stored) or a bypass."""
+        return "miss" if self.visit.storable else "bypass"
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """One timed step: a child span of the request and the stage histogram."""
+        with self.trace.stage(name), self.metrics.stage.labels(name).time():
+            yield

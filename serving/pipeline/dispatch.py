@@ -1,0 +1,177 @@
+"""The dispatch stage: the typed request goes to the chosen tier, and the gateway waits for the tier to accept it
+before any header leaves (a refusal is still a proper HTTP error). A routed request whose tier fails, or stops at
+max_tokens with nothing said, is escalated once to the next tier up. Every way a tier can fail becomes a
+ServingError here; a client error keeps its 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+from opentelemetry import trace
+
+from router import Failure, Router
+from serving.config import StackConfig
+from serving.contract import ProbeResult, TierDelta, TierEvent, TierFailed, TierFinished, TierRequest
+from serving.errors import GatewayTimeout, ServingError, TierUnavailable, from_plain
+from serving.pipeline.context import EmptyAnswer, Flights, LiveCall, RequestContext
+
+logger = logging.getLogger(__name__)
+
+
+class TierClient(Protocol):
+    """One tier as the gateway sees it: the typed tier contract (serving.contract) in and out."""
+
+    def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]: ...
+
+    async def probe(self) -> ProbeResult: ...
+
+
+async def replay_then(buffered: list[TierEvent], rest: AsyncIterator[TierEvent]) -> AsyncIterator[TierEvent]:
+    """Events already read (while deciding whether to escalate), then the rest of the tier's stream."""
+    try:
+        for event in buffered:
+            yield event
+        async for event in rest:
+            yield event
+    finally:
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class Dispatch:
+    name = "dispatch"
+
+    def __init__(self, config: StackConfig, tiers: Mapping[str, TierClient], router: Router, flights: Flights) -> None:
+        self._tiers = tiers
+        self._flights = flights
+        self._router = router
+        self._escalation = config.router.escalation
+        self._timeout_s = config.gateway.request_timeout_s
+        self._salted = config.cache.timing_protection
+
+    async def run(self, ctx: RequestContext) -> None:
+        assert ctx.tier is not None  # the route stage chose it
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        ctx.call = self._start(ctx, ctx.tier, deadline)
+        while True:
+            try:
+                ctx.first = await self.next_event(ctx)
+                if ctx.escalated_from is None and self._escalation_target(ctx, None):
+                    await self._settle(ctx)
+                return
+            except (ServingError, EmptyAnswer) as error:
+                target = None if ctx.escalated_from else self._escalation_target(ctx, error)
+                if target is None:
+                    status = error.status if isinstance(error, ServingError) else 500
+                    await self.finish(ctx, type(error).__name__ if status >= 500 else None)
+                    raise
+                await self._escalate(ctx, target, error)
+
+    def _start(self, ctx: RequestContext, tier: str, deadline: float) -> LiveCall:
+        """Start generating on `tier`; its `generate` span is the parent the tier's engine sees."""
+        job = ctx.job
+        span = ctx.trace.start_stage("generate", tier=tier)
+        request = TierRequest(
+            endpoint=job.endpoint,
+            body=job.body,
+            request_id=job.request_id,
+            # vLLM shares prefix-cache blocks between identical prompts; salting them per tenant means another
+            # tenant's earlier prompt can never make this one faster, so its first token cannot tell.
+            cache_salt=job.tenant if self._salted else None,
+            trace_headers=dict(ctx.trace.carrier(span)),
+        )
+        return LiveCall(tier=tier, events=self._tiers[tier].generate(request), deadline=deadline, span=span)
+
+    async def next_event(self, ctx: RequestContext) -> TierEvent:
+        """The tier's next event; every way a tier can fail becomes a ServingError."""
+        call = ctx.call
+        assert call is not None
+        try:
+            async with asyncio.timeout_at(call.deadline):
+                event = await anext(call.events)
+        except StopAsyncIteration:
+            raise TierUnavailable(f"tier '{call.tier}' ended the stream without finishing") from None
+        except TimeoutError:
+            raise GatewayTimeout(f"tier '{call.tier}' did not finish within {self._timeout_s:.0f}s") from None
+        except ServingError:
+            raise
+        except Exception as error:  # the tier's replica died or cannot be reached
+            logger.warning("tier %s failed for request %s: %r", call.tier, ctx.job.request_id, error)
+            raise TierUnavailable(f"tier '{call.tier}' is unavailable: {type(error).__name__}") from error
+        if isinstance(event, TierFailed):
+            raise from_plain(event.status, event.message, event.code, event.param)
+        if isinstance(event, TierDelta) and ctx.ttft is None:
+            ctx.ttft = time.perf_counter() - ctx.started
+        return event
+
+    def _escalation_target(self, ctx: RequestContext, error: ServingError | EmptyAnswer | None) -> str | None:
+        """The next tier up, when this routed request may escalate (for `error`, or at all when None)."""
+        if ctx.decision is None or ctx.call is None:
+            return None
+        # A timeout has used the request's time already; a 4xx would fail on any tier.
+        if isinstance(error, ServingError) and (error.status < 500 or isinstance(error, GatewayTimeout)):
+            return None
+        cap = ctx.overrides.cap
+        if error is None:
+            # Watching the start of the answer only pays when an empty answer would be retried.
+            return self._router.escalation_target(self._escalation, ctx.call.tier, cap, "empty_length")
+        failure: Failure = "empty_length" if isinstance(error, EmptyAnswer) else "error"
+        return self._router.escalation_target(self._escalation, ctx.call.tier, cap, failure)
+
+    async def _settle(self, ctx: RequestContext) -> None:
+        """Read until the first text (or the end) before answering: an empty answer cut at max_tokens raises
+        EmptyAnswer while it can still be retried on the next tier. What was read is replayed."""
+        assert ctx.call is not None
+        buffered: list[TierEvent] = [] if ctx.first is None else [ctx.first]
+        while not buffered or not _settled(buffered[-1]):
+            buffered.append(await self.next_event(ctx))
+        last = buffered[-1]
+        if isinstance(last, TierFinished) and last.finish_reason == "length" and not last.text:
+            raise EmptyAnswer()
+        ctx.first, rest = buffered[0], buffered[1:]
+        ctx.call.events = replay_then(rest, ctx.call.events)
+
+    async def _escalate(self, ctx: RequestContext, target: str, error: ServingError | EmptyAnswer) -> None:
+        assert ctx.call is not None
+        reason = "empty_length" if isinstance(error, EmptyAnswer) else "error"
+        ctx.metrics.escalations.labels(ctx.call.tier, target, reason).inc()
+        logger.info("request %s escalated from %s to %s (%s)", ctx.job.request_id, ctx.call.tier, target, reason)
+        deadline = ctx.call.deadline
+        await self._close(ctx.call, reason)
+        ctx.escalated_from, ctx.tier, ctx.first = ctx.call.tier, target, None
+        ctx.headers |= {"x-tierserve-tier": target, "x-tierserve-escalated-from": ctx.escalated_from}
+        ctx.call = self._start(ctx, target, deadline)
+
+    async def finish(self, ctx: RequestContext, error: str | None = None) -> None:
+        """The request's generation is over (answered, failed or abandoned): its span ends, followers of a
+        generation that did not land stop waiting (they generate themselves), and the tier's stream is closed,
+        which cancels the generation on the replica (vLLM aborts it)."""
+        visit = ctx.visit
+        if visit.flight is not None:
+            if not visit.flight.done():
+                visit.flight.set_result(None)
+            if visit.flight_key is not None:
+                self._flights.pop(visit.flight_key, None)
+            visit.flight = None
+        if ctx.call is not None:
+            await self._close(ctx.call, error)
+
+    @staticmethod
+    async def _close(call: LiveCall, error: str | None) -> None:
+        if call.span is not None:
+            if error is not None:
+                call.span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+            call.span.end()
+            call.span = None
+        close = getattr(call.events, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _settled(event: TierEvent) -> bool:
+    return (isinstance(event, TierDelta) and bool(event.text)) or isinstance(event, TierFinished)

@@ -1,0 +1,87 @@
+"""The observe stage: the request's trace from start to end, and its metrics, tokens and cost once it is answered
+(or refused). The trace ends here, in one place, whatever way the request ends."""
+
+from __future__ import annotations
+
+import time
+
+from opentelemetry.trace import Tracer
+
+from cache import CachedAnswer
+from serving.config import StackConfig
+from serving.errors import ServingError
+from serving.jobs import Job
+from serving.metrics import GatewayMetrics
+from serving.pipeline.context import RequestContext
+from serving.tracing import RequestTrace
+
+
+class Observe:
+    def __init__(self, config: StackConfig, metrics: GatewayMetrics, tracer: Tracer) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._tracer = tracer
+        self._tiers = {tier.name for tier in config.tiers}
+
+    def start(self, job: Job) -> RequestContext:
+        operation = "chat" if job.endpoint == "chat" else "text_completion"
+        attributes: dict[str, str | bool | int | float] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": job.model,
+            "gen_ai.request.temperature": job.temperature,
+            "tierserve.request_id": job.request_id,
+            "tierserve.tenant": job.tenant,
+            "tierserve.stream": job.stream,
+        }
+        if job.max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = job.max_tokens
+        trace = RequestTrace(self._tracer, f"{operation} {job.model}", job.trace_headers, attributes)
+        ctx = RequestContext(job=job, trace=trace, metrics=self._metrics)
+        ctx.headers["x-request-id"] = job.request_id
+        if trace.trace_id is not None:
+            ctx.headers["x-tierserve-trace-id"] = trace.trace_id
+        return ctx
+
+    def answered(self, ctx: RequestContext, answer: CachedAnswer, *, tier: str, cache: str) -> None:
+        """A complete answer, live (`tier`) or replayed (`tier="cache"`): metrics, cost, and the trace's end."""
+        elapsed = time.perf_counter() - ctx.started
+        ttft = elapsed if tier == "cache" or ctx.ttft is None else ctx.ttft
+        prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
+        ctx.trace.set_raw(
+            {
+                "gen_ai.response.model": tier,
+                "gen_ai.usage.input_tokens": prompt_tokens,
+                "gen_ai.usage.output_tokens": completion_tokens,
+                "tierserve.ttft_ms": round(ttft * 1e3, 2),
+            }
+        )
+        ctx.trace.end(200)
+        m, job = self._metrics, ctx.job
+        m.requests.labels(job.endpoint, tier, cache, "200").inc()
+        m.latency.labels(job.endpoint, tier, cache).observe(elapsed)
+        m.ttft.labels(tier, cache).observe(ttft)
+        m.tokens.labels(tier, "prompt").inc(prompt_tokens)
+        m.tokens.labels(tier, "completion").inc(completion_tokens)
+        if tier not in self._tiers:
+            return
+        price = self._config.tier(tier)
+        cost = (
+            prompt_tokens * price.price_per_1k_prompt_tokens + completion_tokens * price.price_per_1k_completion_tokens
+        )
+        m.cost.labels(tier, job.tenant).inc(cost / 1000)
+        # What the same tokens would have cost on the largest tier: the routing's saving is the difference.
+        largest = self._config.tiers[-1]
+        m.cost_largest.labels(job.tenant).inc(
+            (
+                prompt_tokens * largest.price_per_1k_prompt_tokens
+                + completion_tokens * largest.price_per_1k_completion_tokens
+            )
+            / 1000
+        )
+
+    def count_failure(self, ctx: RequestContext, error: ServingError) -> None:
+        """A request that failed after its tier was chosen: counted with that tier (the HTTP edge counts the
+        others, refused before a tier was chosen)."""
+        tier = ctx.call.tier if ctx.call is not None else ctx.tier or "none"
+        self._metrics.requests.labels(ctx.job.endpoint, tier, ctx.cache_label, str(error.status)).inc()
+        error.counted = True
