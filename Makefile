@@ -8,7 +8,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install models serve test test-fast lint bench loadtest clean
+.PHONY: install models serve test test-fast lint fuzz bench loadtest clean
 
 $(STAMP): requirements-cpu.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+fuzz: $(STAMP)  # schemathesis on the gateway's OpenAPI document, positive and negative data: >= 10,000 cases, 0 5xx
+	TIERSERVE_FUZZ_EXAMPLES=600 $(BIN)/python -m pytest -q -s tests/unit/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

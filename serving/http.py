@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache, TokenCountingEmbedder
 from serving.body import parse_body
+from serving.config import AUTO_MODEL
 from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
 from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
 from serving.gateway import GatewayService
 from serving.jobs import job_from_chat, job_from_completion, with_request_headers
+from serving.openapi import install_openapi
 from serving.pipeline.context import Reply
 from serving.protocol import ChatCompletionRequest, CompletionRequest, ErrorBody, ErrorResponse, InvalidateRequest
 
@@ -183,4 +185,20 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     async def metrics() -> Response:
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    client_errors = [400, 401, 403, 404, 413, 422, 429]
+    generation_models = [AUTO_MODEL, *(tier.name for tier in service.config.tiers)]
+    install_openapi(
+        app,
+        {
+            "/v1/chat/completions": (ChatCompletionRequest, generation_models),
+            "/v1/completions": (CompletionRequest, generation_models),
+            "/v1/embeddings": (EmbeddingsRequest, [EMBEDDING_MODEL]),
+        },
+        {
+            "/v1/chat/completions": [*client_errors, 503, 504],
+            "/v1/completions": [*client_errors, 503, 504],
+            "/v1/embeddings": client_errors,
+            "/v1/models": [401],
+        },
+    )
     return app
