@@ -6,7 +6,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import hnswlib
 import numpy as np
 from numpy.typing import NDArray
 
@@ -29,6 +28,8 @@ class VectorIndex:
 
     def __init__(self, dimension: int, *, capacity: int, m: int, ef_construction: int, ef_search: int) -> None:
         self._dimension = dimension
+        import hnswlib  # here: a process that never builds an index (a GPU smoke, a tool) needs no hnswlib
+
         self._index = hnswlib.Index(space="ip", dim=dimension)
         self._index.init_index(max_elements=capacity, M=m, ef_construction=ef_construction, allow_replace_deleted=True)
         self._index.set_ef(ef_search)
