@@ -179,7 +179,7 @@ INVALID: list[tuple[str, str, dict[str, Any]]] = [
 
 # Differences we chose, with why (docs/openai-compatibility.md says the same).
 DELIBERATE: dict[str, str] = {
-    "top_k_overflow": "vLLM answers 500 (its engine cannot encode the integer); tierserve refuses it with 400",
+    "top_k_overflow": "vLLM's server serves it; tierserve refuses integers beyond 64 bits (400) before any stage",
     "negative_temperature": "tierserve validates the fields it reads itself (422, a schema violation); vLLM says 400",
     "zero_n": "as negative_temperature: 422 at tierserve's edge, 400 from vLLM",
     "unknown_role": "tierserve refuses roles OpenAI does not define (422, naming messages.0.role); vLLM renders them",
