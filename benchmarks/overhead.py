@@ -77,7 +77,17 @@ async def _stream(
     return ttft or 0.0, time.perf_counter() - started, chunks
 
 
-async def _timed(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> float:
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}}
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def _short(question: str, seed: int, **fields: object) -> dict[str, object]:
+    """A 40-token chat request with its feature fields (structured output, tool choice)."""
+    messages = [{"role": "user", "content": question}]
+    return {"model": "small", "messages": messages, "max_tokens": 40, "temperature": 0.5, "seed": seed, **fields}
+
+
+async def _timed(client: httpx.AsyncClient, url: str, body: dict[str, object]) -> float:
     started = time.perf_counter()
     response = await client.post(f"{url}/v1/chat/completions", json=body)
     response.raise_for_status()
@@ -100,34 +110,11 @@ async def serving_round(url: str, sequential: int, concurrent: int) -> dict[str,
         parallel = await asyncio.gather(*(limited(number) for number in range(concurrent)))
         wall = time.perf_counter() - started
         structured = [
-            await _timed(
-                client,
-                url,
-                {
-                    "model": "small",
-                    "messages": [{"role": "user", "content": f"Describe a person #{n} {nonce}."}],
-                    "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}},
-                    "max_tokens": 40,
-                    "temperature": 0.5,
-                    "seed": n,
-                },
-            )
+            await _timed(client, url, _short(f"Describe a person #{n} {nonce}.", n, response_format=JSON_SCHEMA))
             for n in range(8)
         ]
         tools = [
-            await _timed(
-                client,
-                url,
-                {
-                    "model": "small",
-                    "messages": [{"role": "user", "content": f"Weather in city #{n} {nonce}?"}],
-                    "tools": [WEATHER],
-                    "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-                    "max_tokens": 40,
-                    "temperature": 0.5,
-                    "seed": n,
-                },
-            )
+            await _timed(client, url, _short(f"Weather in city #{n} {nonce}?", n, tools=[WEATHER], tool_choice=NAMED))
             for n in range(8)
         ]
     return {

@@ -37,18 +37,31 @@ class Stack:
         return OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=300)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, name: str = "tierserve", timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Until `url`/health answers 200; the server's log tail in the error when it exits or never gets there."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"tierserve exited with {process.returncode}:\n{log.read_text()[-5000:]}")
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log.read_text()[-5000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=60).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(2)
-    raise RuntimeError(f"stack not ready after {READY_TIMEOUT_S}s:\n{log.read_text()[-5000:]}")
+    raise RuntimeError(f"{name} not ready after {timeout_s:.0f}s:\n{log.read_text()[-5000:]}")
 
 
 def traced_config(folder: Path, endpoint: str) -> Path:
@@ -85,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Ite
         process = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, log)
+        wait_ready(url, process, log)
         yield Stack(url=url, process=process, log=log, collector=collector)
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends: the CLI shuts Serve and Ray down

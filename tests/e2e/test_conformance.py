@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,19 +24,12 @@ import pytest
 from serving.config import load_config
 from serving.engine import CPU_ENGINE_ENV
 from serving.redis_server import free_port
-from tests.e2e.conftest import ALPHA_KEY, CONFIG, ROOT, Stack
+from tests.e2e.conftest import ALPHA_KEY, CONFIG, ROOT, WEATHER_TOOL, Stack, wait_ready
 
 pytestmark = pytest.mark.slow
 
 NONCE = uuid.uuid4().hex[:8]  # one per run: both servers see the same prompts, the cache never saw them
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
+WEATHER = WEATHER_TOOL
 TIME = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}},
@@ -213,19 +205,8 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
     try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"vLLM's server exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM's server not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
+        wait_ready(url, process, log, name="vLLM's server", timeout_s=600)
         yield VLLMServer(url=url, process=process)
     finally:
         process.terminate()

@@ -11,19 +11,12 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.e2e.conftest import ALPHA_KEY, Stack
+from tests.e2e.conftest import ALPHA_KEY, WEATHER_TOOL, Stack
 from tests.e2e.test_openai_api import unique
 
 pytestmark = pytest.mark.slow
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
+WEATHER = WEATHER_TOOL
 
 
 def test_named_tool_choice_streams_tool_call_deltas(stack: Stack) -> None:
