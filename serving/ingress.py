@@ -31,7 +31,11 @@ def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]
     stats on fixed ports, so two stacks on one machine (a test run beside `make serve`) would overwrite each
     other. Every path here lives in `run_dir` and every port is free at start.
     """
-    return {
+    optimized = (
+        # Replica logs stay on stderr (the mode would leave them in files only): `tierserve serve` shows them.
+        {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_LOG_TO_STDERR": "1"} if gateway.throughput_optimized else {}
+    )
+    return optimized | {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),

@@ -21,6 +21,9 @@ def test_each_stack_gets_its_own_files_and_free_ports(tmp_path: Path) -> None:
     assert len(ports) == 2 and all(1024 < int(p) < 65536 for p in ports)
     assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0.0"
     assert haproxy_environment(GatewayConfig(haproxy_threads=3), tmp_path)["RAY_SERVE_HAPROXY_NBTHREAD"] == "3"
+    assert first["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and first["RAY_SERVE_LOG_TO_STDERR"] == "1"
+    plain = haproxy_environment(GatewayConfig(throughput_optimized=False), tmp_path)
+    assert "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in plain
 
 
 def test_environment_is_set_while_the_stack_runs_and_removed_after(monkeypatch: pytest.MonkeyPatch) -> None:
