@@ -2,9 +2,10 @@
 model, both up, measured in interleaved rounds (A, B, A, B: these machines drift by +-15 % between runs, so the
 spread across rounds is reported beside the medians).
 
-Per round and server: TTFT and end-to-end time of sequential 32-token streams, output tokens/s at 8 concurrent
-streams, and the time of structured-output (json_schema) and tool-call (named tool_choice) requests. Then, on
-tierserve alone, an identical-request cache hit against the same ingress's /v1/models round trip.
+Per round and server (requests timed by benchmarks.measure, tokens from each stream's usage): TTFT and end-to-end
+time of sequential 32-token streams, output tokens/s at 8 concurrent streams, and the time of structured-output
+(json_schema) and tool-call (named tool_choice) requests. Then, on tierserve alone, an identical-request cache hit
+against the same ingress's /v1/models round trip.
 
     python -m benchmarks.overhead --out docs/overhead-latest.json [--rounds 4]
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.measure import percentile, ratio
+from benchmarks.measure import Sample, chat, chat_stream, percentile, ratio
 from loadtest.processes import HOST, free_port, launch, record_run, stop, wait_healthy
 
 PROMPTS = (
@@ -51,77 +52,55 @@ WEATHER = {
 }
 
 
-async def _stream(
-    client: httpx.AsyncClient, url: str, number: int, max_tokens: int, nonce: str
-) -> tuple[float, float, int]:
-    """(TTFT s, end-to-end s, content chunks) of one streamed chat request with a prompt nobody asked before."""
-    body = {
-        "model": "small",
-        "stream": True,
-        "max_tokens": max_tokens,
-        "temperature": 0.5,  # above the cache's limit: every request reaches the tier
-        "seed": number,
-        "messages": [{"role": "user", "content": f"{PROMPTS[number % len(PROMPTS)]} (#{number} {nonce})"}],
-    }
-    started = time.perf_counter()
-    ttft, chunks = None, 0
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                data = json.loads(line[6:])
-                if data.get("choices") and data["choices"][0].get("delta", {}).get("content"):
-                    chunks += 1
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-    return ttft or 0.0, time.perf_counter() - started, chunks
+def _question(number: int, max_tokens: int, nonce: str) -> dict[str, Any]:
+    """A chat request with a prompt nobody asked before, above the cache's temperature limit (it reaches the tier)."""
+    content = f"{PROMPTS[number % len(PROMPTS)]} (#{number} {nonce})"
+    messages = [{"role": "user", "content": content}]
+    return {"model": "small", "messages": messages, "max_tokens": max_tokens, "temperature": 0.5, "seed": number}
 
 
 JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}}
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
-def _short(question: str, seed: int, **fields: object) -> dict[str, object]:
+def _short(question: str, seed: int, **fields: object) -> dict[str, Any]:
     """A 40-token chat request with its feature fields (structured output, tool choice)."""
     messages = [{"role": "user", "content": question}]
     return {"model": "small", "messages": messages, "max_tokens": 40, "temperature": 0.5, "seed": seed, **fields}
-
-
-async def _timed(client: httpx.AsyncClient, url: str, body: dict[str, object]) -> float:
-    started = time.perf_counter()
-    response = await client.post(f"{url}/v1/chat/completions", json=body)
-    response.raise_for_status()
-    return time.perf_counter() - started
 
 
 async def serving_round(url: str, sequential: int, concurrent: int) -> dict[str, Any]:
     nonce = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(timeout=300) as client:
         for number in range(3):  # warm-up
-            await _stream(client, url, 10_000 + number, 8, nonce)
-        runs = [await _stream(client, url, number, 32, nonce) for number in range(sequential)]
+            await chat_stream(client, url, _question(10_000 + number, 8, nonce))
+        runs = [await chat_stream(client, url, _question(number, 32, nonce)) for number in range(sequential)]
         gate = asyncio.Semaphore(8)
 
-        async def limited(number: int) -> tuple[float, float, int]:
+        async def limited(number: int) -> Sample:
             async with gate:
-                return await _stream(client, url, 1_000 + number, 64, nonce)
+                return await chat_stream(client, url, _question(1_000 + number, 64, nonce))
 
         started = time.perf_counter()
         parallel = await asyncio.gather(*(limited(number) for number in range(concurrent)))
         wall = time.perf_counter() - started
         structured = [
-            await _timed(client, url, _short(f"Describe a person #{n} {nonce}.", n, response_format=JSON_SCHEMA))
+            (
+                await chat(client, url, _short(f"Describe a person #{n} {nonce}.", n, response_format=JSON_SCHEMA))
+            ).latency
             for n in range(8)
         ]
         tools = [
-            await _timed(client, url, _short(f"Weather in city #{n} {nonce}?", n, tools=[WEATHER], tool_choice=NAMED))
+            (
+                await chat(client, url, _short(f"Weather in city #{n} {nonce}?", n, tools=[WEATHER], tool_choice=NAMED))
+            ).latency
             for n in range(8)
         ]
     return {
-        "ttft_p50_ms": round(percentile([r[0] for r in runs], 50) * 1e3, 1),
-        "e2e32_p50_ms": round(percentile([r[1] for r in runs], 50) * 1e3, 1),
-        "tokens_per_stream": round(statistics.fmean(r[2] for r in runs), 1),
-        "tok_s_at_8": round(sum(r[2] for r in parallel) / wall, 1),
+        "ttft_p50_ms": round(percentile([r.ttft or 0.0 for r in runs], 50) * 1e3, 1),
+        "e2e32_p50_ms": round(percentile([r.latency for r in runs], 50) * 1e3, 1),
+        "tokens_per_stream": round(statistics.fmean(r.tokens for r in runs), 1),
+        "tok_s_at_8": round(sum(r.tokens for r in parallel) / wall, 1),
         "json_schema_p50_ms": round(percentile(structured, 50) * 1e3, 1),
         "tool_call_p50_ms": round(percentile(tools, 50) * 1e3, 1),
     }

@@ -24,12 +24,12 @@ import pytest
 from serving.config import load_config
 from serving.engine import CPU_ENGINE_ENV
 from serving.redis_server import free_port
-from tests.e2e.conftest import ALPHA_KEY, CONFIG, ROOT, WEATHER_TOOL, Stack, wait_ready
+from tests.e2e.conftest import ALPHA_KEY, CONFIG, ROOT, Stack, wait_ready
+from tests.e2e.conftest import WEATHER_TOOL as WEATHER
 
 pytestmark = pytest.mark.slow
 
 NONCE = uuid.uuid4().hex[:8]  # one per run: both servers see the same prompts, the cache never saw them
-WEATHER = WEATHER_TOOL
 TIME = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}},

@@ -11,12 +11,11 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.e2e.conftest import ALPHA_KEY, WEATHER_TOOL, Stack
+from tests.e2e.conftest import ALPHA_KEY, Stack
+from tests.e2e.conftest import WEATHER_TOOL as WEATHER
 from tests.e2e.test_openai_api import unique
 
 pytestmark = pytest.mark.slow
-
-WEATHER = WEATHER_TOOL
 
 
 def test_named_tool_choice_streams_tool_call_deltas(stack: Stack) -> None:

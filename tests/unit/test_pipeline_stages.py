@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import pickle
 from collections.abc import AsyncIterator
@@ -106,7 +107,7 @@ async def test_admission_refuses_unknown_models_and_tiers_above_the_cap() -> Non
     ctx = context(job("auto"))
     await admission.run(ctx)
     assert ctx.overrides.cap == "small"
-    pinned = context(job("auto").__class__(**{**job("auto").__dict__, "route_pin": "nope"}))
+    pinned = context(dataclasses.replace(job("auto"), route_pin="nope"))
     with pytest.raises(InvalidRequest):
         await admission.run(pinned)
 
