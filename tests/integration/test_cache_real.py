@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from cache import CacheConfig, CachedAnswer, CacheStore, Outcome, SemanticCache, SentenceTransformerEmbedder
@@ -40,6 +41,19 @@ def persistent_redis(tmp_path: pytest.TempPathFactory) -> Iterator[LocalRedis]:
     server = LocalRedis(data_dir=tmp_path, persist=True).start()  # type: ignore[arg-type]
     yield server
     server.stop()
+
+
+def test_embed_equals_sentence_transformers_encode(embedder: SentenceTransformerEmbedder) -> None:
+    """The lean path (preprocess + forward) gives encode()'s vectors: mixed lengths, past 256 word pieces, >64 rows."""
+    texts = [f"question {i}: " + "how do I rotate the signing key " * (i % 7) for i in range(70)]
+    texts.append("word " * 600)  # truncated at the model's 256 word pieces by both paths
+    model = embedder._model  # noqa: SLF001 - the reference is sentence-transformers' own encode()
+    expected = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    got = embedder.embed(texts)
+    assert got.shape == (71, embedder.dimension)
+    assert got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-4
+    assert embedder.embed([]).shape == (0, embedder.dimension)
 
 
 def test_embeddings_are_normalised_and_meaningful(embedder: SentenceTransformerEmbedder) -> None:
