@@ -6,7 +6,7 @@ from typing import Any
 
 from ray.serve import Application
 
-from serving.config import DeploymentConfig, LoggingConfig, StackConfig, load_config
+from serving.config import DeploymentConfig, LoggingConfig, StackConfig, load_config, secret_env
 from serving.deployments import Gateway, ModelServer, RedisServer
 from serving.engine import CPU_ENGINE_ENV
 
@@ -60,9 +60,11 @@ def build_app(config: StackConfig) -> Application:
         for tier in config.tiers
     }
     redis: Any = config.cache.redis.url
-    if redis is None and config.cache.enabled:
+    if redis is None:  # keys, limits, budgets and the ledger live there even with the cache off
         redis = RedisServer.bind(str(config.data_dir / "redis"))  # type: ignore[attr-defined]
-    gateway_options = deployment_options(config.gateway.deployment, env={"HF_HUB_OFFLINE": "1"}, logging=config.logging)
+    # The admin key reaches the gateway replicas through their environment, never through the config.
+    gateway_env = {"HF_HUB_OFFLINE": "1", **secret_env()}
+    gateway_options = deployment_options(config.gateway.deployment, env=gateway_env, logging=config.logging)
     return Gateway.options(name="gateway", **gateway_options).bind(  # type: ignore[attr-defined,no-any-return]
         config.model_dump(mode="json"), tiers, redis
     )

@@ -5,6 +5,8 @@ Every other module receives the part it needs; nothing else reads files or envir
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cache import CacheConfig
 from router import RouterConfig
+from serving.tenancy.config import TenancyConfig
 
 AUTO_MODEL = "auto"
 
@@ -133,11 +136,22 @@ class GatewayConfig(_Strict):
         default_factory=dict, description="Bearer API key -> tenant id. Empty: open, one default tenant."
     )
     default_tenant: str = Field(default="default", min_length=1, description="Tenant when no keys are set.")
-    admin_key: str | None = Field(
+    admin_key_file: Path | None = Field(
         default=None,
-        min_length=16,
-        description="Bearer key of the /admin API (cache stats, invalidate, export). Unset: disabled.",
+        description="File holding the /admin API's bearer key (a mounted secret); TIERSERVE_ADMIN_KEY in the "
+        "environment wins. Neither: the admin API is disabled. Never read from this YAML.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets_in_yaml(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "admin_key" in data:
+            raise ValueError(
+                f"gateway.admin_key is not read from YAML (a secret must not live in a config file): set "
+                f"{ADMIN_KEY_ENV} or gateway.admin_key_file"
+            )
+        return data
+
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Larger bodies get 413.")
     health_cache_s: float = Field(default=5.0, ge=0, description="How long a health probe result is reused.")
     health_timeout_s: float = Field(default=30.0, gt=0, description="A tier probe slower than this fails.")
@@ -191,6 +205,7 @@ class StackConfig(_Strict):
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs of every deployment.")
     tracing: TracingConfig = Field(default_factory=TracingConfig, description="OpenTelemetry request traces.")
+    tenancy: TenancyConfig = Field(default_factory=TenancyConfig, description="Keys, limits, budgets, cost.")
     models_dir: Path = Field(
         default=Path(".tierserve/models"),
         description="Where prepared models live; a relative path resolves against the folder above the config file's.",
@@ -255,6 +270,31 @@ def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None =
             weights = (base_dir / config.router.weights_path).resolve()
             config = config.model_copy(update={"router": config.router.model_copy(update={"weights_path": weights})})
     return config
+
+
+ADMIN_KEY_ENV = "TIERSERVE_ADMIN_KEY"
+
+
+def admin_key(gateway: GatewayConfig, environ: Mapping[str, str] | None = None) -> str | None:
+    """The /admin API's key: TIERSERVE_ADMIN_KEY, else the first line of gateway.admin_key_file, else None."""
+    env = os.environ if environ is None else environ
+    key = env.get(ADMIN_KEY_ENV, "").strip()
+    if not key and gateway.admin_key_file is not None:
+        try:
+            key = gateway.admin_key_file.read_text().strip()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read gateway.admin_key_file {gateway.admin_key_file}: {error.strerror}"
+            ) from None
+    if key and len(key) < 16:
+        raise ConfigError("the admin key must be at least 16 characters")
+    return key or None
+
+
+def secret_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The secrets a gateway replica needs from this process's environment (forwarded into its runtime env)."""
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in (ADMIN_KEY_ENV,) if env.get(name)}
 
 
 def load_config(path: str | Path) -> StackConfig:

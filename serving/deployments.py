@@ -19,7 +19,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from cache import CacheStore, LookalikeVerifier, SemanticCache, SentenceTransformerEmbedder
 from router import build_router
-from serving.config import TierConfig, parse_config
+from serving.config import TierConfig, admin_key, parse_config
 from serving.contract import ProbeResult, TierEvent, TierFailed, TierRequest, TierStarted
 from serving.engine import EngineDead, TierEngine, VLLMServingEngine, probe
 from serving.gateway import build_gateway
@@ -147,8 +147,8 @@ class Gateway:
     ) -> None:
         stack = parse_config(config)
         cache: SemanticCache | None = None
+        redis_url = redis if isinstance(redis, str) else await redis.url.remote() if redis is not None else None
         if stack.cache.enabled:
-            redis_url = redis if isinstance(redis, str) else await redis.url.remote() if redis is not None else None
             if redis_url is None:
                 raise ValueError("cache is enabled but no Redis was given")
             if stack.cache.embedder_threads is not None:
@@ -162,7 +162,14 @@ class Gateway:
         self._cache = cache
         tracer, self._tracer_provider = build_tracer(stack.tracing)
         self._service = build_gateway(
-            stack, {n: RayTier(h) for n, h in tiers.items()}, cache, router, GatewayMetrics(), tracer
+            stack,
+            {n: RayTier(h) for n, h in tiers.items()},
+            cache,
+            router,
+            GatewayMetrics(),
+            tracer,
+            redis_url=redis_url,
+            admin_key=admin_key(stack.gateway),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -173,6 +180,9 @@ class Gateway:
         cache = getattr(self, "_cache", None)
         if cache is not None:
             await cache.close()
+        service = getattr(self, "_service", None)
+        if service is not None:
+            await service.close()
         provider = getattr(self, "_tracer_provider", None)
         if provider is not None:
             await asyncio.to_thread(provider.shutdown)  # flushes the spans still batched (may wait on the collector)

@@ -21,6 +21,7 @@ class ServingError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers: dict[str, str] = {}  # e.g. Retry-After and the x-ratelimit-* headers of a 429
         if code is not None:
             self.code = code
 

@@ -1,7 +1,8 @@
 """The gateway: one request through a pipeline of small stages (serving/pipeline/), free of Ray and HTTP.
 
-    admission -> cache_lookup -> route -> dispatch -> respond
+    admission -> limits -> cache_lookup -> route -> dispatch -> respond
     on a complete answer: cache_store, then observe (metrics, cost, the trace's end)
+    once it has ended, whatever way: the closers (limits: settle the budgets, free the slot, write the ledger)
 
 Tiers are reached through `TierClient` (the typed tier contract), so the same pipeline runs over Ray Serve handles
 in production and over fakes in unit tests. `build_gateway` is the one place that assembles it.
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
+import redis.asyncio as aioredis
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from cache import SemanticCache
@@ -25,15 +27,19 @@ from serving.health import TierHealth
 from serving.jobs import Job
 from serving.metrics import GatewayMetrics
 from serving.pipeline.admission import Admission
-from serving.pipeline.auth import ApiKeys
+from serving.pipeline.auth import Authenticator
 from serving.pipeline.cache_lookup import CacheLookup
 from serving.pipeline.cache_store import CacheStore
-from serving.pipeline.context import Flights, Reply, RequestContext
+from serving.pipeline.context import OPEN, Flights, Reply, RequestContext
+from serving.pipeline.costs import with_cost, with_cost_chunk
 from serving.pipeline.dispatch import Dispatch, TierClient
+from serving.pipeline.limits import Limits
 from serving.pipeline.observe import Observe
 from serving.pipeline.respond import Respond
 from serving.pipeline.route import Route
 from serving.protocol import ModelCard, ModelList
+from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
+from serving.tenancy.pricing import Prices
 
 __all__ = ["GatewayService", "Stage", "TierClient", "build_gateway"]
 
@@ -61,10 +67,12 @@ class GatewayService:
         config: StackConfig,
         stages: Sequence[Stage],
         observe: Observe,
-        auth: ApiKeys,
+        auth: Authenticator,
         health: TierHealth,
         cache: SemanticCache | None,
         metrics: GatewayMetrics,
+        redis: aioredis.Redis | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self._config = config
         self._stages = list(stages)
@@ -73,7 +81,24 @@ class GatewayService:
         self._health = health
         self._cache = cache
         self._metrics = metrics
+        self._redis = redis
+        self._meter = meter
+        self.keys = KeyStore(redis, tenancy_prefix(config)) if redis is not None else None
         self._created = int(time.time())
+
+    @property
+    def redis(self) -> aioredis.Redis | None:
+        return self._redis
+
+    @property
+    def meter(self) -> Meter | None:
+        return self._meter
+
+    async def close(self) -> None:
+        if self._meter is not None:
+            await self._meter.close()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     @property
     def metrics(self) -> GatewayMetrics:
@@ -91,16 +116,18 @@ class GatewayService:
     def stage_names(self) -> list[str]:
         return [stage.name for stage in self._stages]
 
-    def authenticate(self, authorization: str | None) -> str:
-        return self._auth.tenant(authorization)
+    async def authenticate(self, authorization: str | None) -> Principal:
+        return await self._auth.principal(authorization)
 
     def authenticate_admin(self, authorization: str | None) -> None:
         self._auth.admin(authorization)
 
-    async def handle(self, job: Job) -> Reply:
+    async def handle(self, job: Job, principal: Principal = OPEN) -> Reply:
         """Answer one request: its context goes through the stages until one of them has the reply. The trace
-        ends here for refusals and whole answers, or with the last chunk of a live stream."""
+        ends here for refusals and whole answers, or with the last chunk of a live stream; the closers run once
+        the request has ended (for a stream, when it has been written or abandoned)."""
         ctx = self._observe.start(job)
+        ctx.principal = principal
         try:
             for stage in self._stages:
                 await stage.run(ctx)
@@ -109,19 +136,41 @@ class GatewayService:
         except ServingError as error:
             if ctx.call is not None and not error.counted:  # failed on its tier: counted with it
                 self._observe.count_failure(ctx, error)
+            ctx.status = error.status
             ctx.trace.end(error.status, error.code or type(error).__name__)
+            await asyncio.shield(ctx.close())
             raise
         except asyncio.CancelledError:
             ctx.trace.end(499, "client_closed")  # the client went away while its answer was being prepared
+            await asyncio.shield(ctx.close())
             raise
         except BaseException as error:
+            ctx.status = 500
             ctx.trace.end(500, type(error).__name__)
+            await asyncio.shield(ctx.close())
             raise
-        if ctx.reply is None:
+        reply = ctx.reply
+        if reply is None:
+            await ctx.close()
             raise RuntimeError(f"no stage answered request {job.request_id}")
-        if ctx.reply.stream is None:
+        if reply.stream is None:
             ctx.trace.end(200)
-        return ctx.reply
+            await ctx.close()
+            return with_cost(reply, ctx.charge)
+        reply.stream = self._closing(ctx, reply.stream)
+        return reply
+
+    @staticmethod
+    async def _closing(ctx: RequestContext, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        """The stream as it leaves: the cost joins the usage chunk; the closers run when it ends or is dropped."""
+        try:
+            async for chunk in stream:
+                yield with_cost_chunk(chunk, ctx.charge) if ctx.charge is not None else chunk
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+            await asyncio.shield(ctx.close())
 
     def models(self) -> ModelList:
         cards = [ModelCard(id=AUTO_MODEL, created=self._created, root="router")]
@@ -136,6 +185,10 @@ class GatewayService:
         return await self._health.report()
 
 
+def tenancy_prefix(config: StackConfig) -> str:
+    return f"{config.cache.redis.key_prefix}:t"
+
+
 def build_gateway(
     config: StackConfig,
     tiers: Mapping[str, TierClient],
@@ -143,19 +196,44 @@ def build_gateway(
     router: Router,
     metrics: GatewayMetrics,
     tracer: Tracer | None = None,
+    *,
+    redis_url: str | None = None,
+    admin_key: str | None = None,
 ) -> GatewayService:
-    """The gateway from its parts; the Ray deployment, the tests and the benchmarks all build it here."""
+    """The gateway from its parts; the Ray deployment, the tests and the benchmarks all build it here. With Redis,
+    keys live there and limits and budgets hold across replicas; without, only the YAML keys exist."""
     versions = model_versions(config)
     flights: Flights = {}
-    observe = Observe(config, metrics, tracer or NoOpTracer())
+    prices = Prices(config, config.tenancy)
+    observe = Observe(config, metrics, tracer or NoOpTracer(), prices)
     dispatch = Dispatch(config, tiers, router, flights)
     respond = Respond(dispatch, [CacheStore(cache, versions)], observe)
-    stages: list[Stage] = [
-        Admission(config, list(tiers), router),
+    redis: aioredis.Redis | None = None
+    meter: Meter | None = None
+    stages: list[Stage] = [Admission(config, list(tiers), router)]
+    if redis_url is not None:
+        redis_config = config.cache.redis
+        redis = aioredis.Redis.from_url(
+            redis_url,
+            socket_timeout=redis_config.socket_timeout_s,
+            socket_connect_timeout=redis_config.connect_timeout_s,
+        )
+        meter = Meter(redis, tenancy_prefix(config), config.tenancy, config.gateway.request_timeout_s + 60, metrics)
+        stages.append(Limits(meter, prices))
+    elif any(not config.tenancy.policy(t).empty for t in [*config.tenancy.tenants, "\0"]):
+        raise ValueError("tenancy limits and budgets need Redis (give the gateway a Redis URL)")
+    stages += [
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),
         dispatch,
         respond,
     ]
     health = TierHealth(config.gateway, tiers, cache)
-    return GatewayService(config, stages, observe, ApiKeys(config.gateway), health, cache, metrics)
+    directory = KeyDirectory(
+        KeyStore(redis, tenancy_prefix(config)) if redis is not None else None,
+        config.tenancy,
+        config.gateway.api_keys,
+        config.gateway.default_tenant,
+    )
+    auth = Authenticator(directory, admin_key)
+    return GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter)

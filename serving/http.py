@@ -14,10 +14,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache, TokenCountingEmbedder
+from serving.admin import install_admin_routes
 from serving.body import parse_body
 from serving.config import AUTO_MODEL
 from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
-from serving.errors import InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
+from serving.errors import Forbidden, InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
 from serving.gateway import GatewayService
 from serving.jobs import job_from_chat, job_from_completion, with_request_headers
 from serving.openapi import install_openapi
@@ -106,7 +107,7 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     async def _serving_error(request: Request, error: ServingError) -> JSONResponse:
         if not error.counted:
             _count_refusal(request, error.status)
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -121,32 +122,38 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        tenant = service.authenticate(request.headers.get("authorization"))
+        principal = await service.authenticate(request.headers.get("authorization"))
         raw, data = await _read_json(request, max_bytes)
         body = _validate(ChatCompletionRequest, data)
-        job = with_request_headers(job_from_chat(body, raw, data, _request_id(request), tenant), request.headers)
-        return _respond(await service.handle(job))
+        job = job_from_chat(body, raw, data, _request_id(request), principal.tenant)
+        return _respond(await service.handle(with_request_headers(job, request.headers), principal))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        tenant = service.authenticate(request.headers.get("authorization"))
+        principal = await service.authenticate(request.headers.get("authorization"))
         raw, data = await _read_json(request, max_bytes)
         body = _validate(CompletionRequest, data)
-        job = with_request_headers(job_from_completion(body, raw, data, _request_id(request), tenant), request.headers)
-        return _respond(await service.handle(job))
+        job = job_from_completion(body, raw, data, _request_id(request), principal.tenant)
+        return _respond(await service.handle(with_request_headers(job, request.headers), principal))
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> dict[str, Any]:
-        service.authenticate(request.headers.get("authorization"))
+        principal = await service.authenticate(request.headers.get("authorization"))
         body = await _parse(request, EmbeddingsRequest, max_bytes)
+        if not principal.may_use(body.model):
+            raise Forbidden(
+                f"This API key may not use the model '{body.model}'.", param="model", code="model_not_allowed"
+            )
         answer = await embedder_service.create(body)
         service.metrics.requests.labels("embeddings", EMBEDDING_MODEL, "bypass", "200").inc()
         return answer
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        service.authenticate(request.headers.get("authorization"))
-        return service.models().model_dump(mode="json")
+        principal = await service.authenticate(request.headers.get("authorization"))
+        listing = service.models()
+        listing.data = [card for card in listing.data if principal.may_use(card.id)]
+        return listing.model_dump(mode="json")
 
     @app.get("/admin/cache/stats")
     async def cache_stats(request: Request) -> dict[str, Any]:
@@ -175,6 +182,8 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
         if service.cache is None:
             raise InvalidRequest("The cache is disabled in this stack's config.", code="cache_disabled")
         return service.cache
+
+    install_admin_routes(app, service, lambda request, model: _parse(request, model, max_bytes))
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -38,7 +38,7 @@ class GatewayMetrics:
         )
         self.cost = Counter(
             "tierserve_cost_usd",
-            "Cost of generated answers at the configured per-tier prices.",
+            "Cost of answers at the configured prices, by tier ('cache' for hits at the cache's price) and tenant.",
             ["tier", "tenant"],
             registry=self.registry,
         )
@@ -68,10 +68,33 @@ class GatewayMetrics:
             ["from_tier", "to_tier", "reason"],
             registry=self.registry,
         )
-        self.cost_largest = Counter(
-            "tierserve_cost_largest_tier_usd",
-            "What the generated answers would have cost on the largest tier (minus tierserve_cost_usd: the saving).",
-            ["tenant"],
+        self.saved = Counter(
+            "tierserve_cost_saved_usd",
+            "What the cache and the router saved against answering everything on the largest tier, by tenant and by.",
+            ["tenant", "by"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "tierserve_limit_refusals",
+            "Requests refused by a rate limit or budget, by scope kind and reason.",
+            ["scope", "reason"],
+            registry=self.registry,
+        )
+        self.budget_used = Gauge(
+            "tierserve_budget_used_ratio",
+            "Share of a budget settled or held in this period, as this replica last saw it (scope: key or tenant).",
+            ["scope", "name"],
+            registry=self.registry,
+        )
+        self.budget_soft = Gauge(
+            "tierserve_budget_soft_limit",
+            "1 while a budget is past its soft limit (tenancy.soft_limit), as this replica last saw it.",
+            ["scope", "name"],
+            registry=self.registry,
+        )
+        self.unmetered = Gauge(
+            "tierserve_unmetered_settlements",
+            "Settlements of requests served while Redis was down, waiting to be written.",
             registry=self.registry,
         )
 

@@ -20,6 +20,12 @@ class Admission:
 
     async def run(self, ctx: RequestContext) -> None:
         job = ctx.job
+        if not ctx.principal.may_use(job.model):
+            raise Forbidden(
+                f"This API key may not use the model '{job.model}'; it may use: {', '.join(ctx.principal.models)}.",
+                param="model",
+                code="model_not_allowed",
+            )
         if job.model != AUTO_MODEL and job.model not in self._tiers:
             raise NotFound(
                 f"The model '{job.model}' does not exist. Available: {', '.join([AUTO_MODEL, *self._tiers])}.",

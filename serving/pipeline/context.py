@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,11 @@ from router import Decision, Overrides
 from serving.contract import TierEvent
 from serving.jobs import Job
 from serving.metrics import GatewayMetrics
+from serving.tenancy import Principal, Ticket
+from serving.tenancy.pricing import Charge
 from serving.tracing import RequestTrace
+
+OPEN = Principal(tenant="default", key_id="open")
 
 
 @dataclass
@@ -80,6 +84,16 @@ class RequestContext:
     first: TierEvent | None = None  # the tier's first event, read before any header leaves
     escalated_from: str | None = None
     reply: Reply | None = None
+    principal: Principal = OPEN
+    ticket: Ticket | None = None  # what the limits stage granted (finished by its closer)
+    # How it ended: the HTTP status (499: the client went away), and for an answer its tier, tokens and charge.
+    status: int = 499
+    answered_by: str | None = None
+    usage: tuple[int, int] | None = None  # (prompt tokens, completion tokens) of the answer
+    charge: Charge | None = None
+    streamed_tokens: int = 0
+    on_tokens: Callable[[int], Awaitable[None]] | None = None
+    closers: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def cache_label(self) -> str:
@@ -91,3 +105,15 @@ class RequestContext:
         """One timed step: a child span of the request and the stage histogram."""
         with self.trace.stage(name), self.metrics.stage.labels(name).time():
             yield
+
+    async def tokens(self, count: int) -> None:
+        """Completion tokens as they stream (one a delta; corrected from the tier's usage at the end)."""
+        self.streamed_tokens += count
+        if self.on_tokens is not None:
+            await self.on_tokens(count)
+
+    async def close(self) -> None:
+        """Whatever way the request ended, once: the closers run (settle budgets, free limits, ledger)."""
+        closers, self.closers = self.closers, []
+        for closer in closers:
+            await closer(self)

@@ -13,15 +13,17 @@ from serving.errors import ServingError
 from serving.jobs import Job
 from serving.metrics import GatewayMetrics
 from serving.pipeline.context import RequestContext
+from serving.tenancy.pricing import Prices
+from serving.tenancy.windows import to_usd
 from serving.tracing import RequestTrace
 
 
 class Observe:
-    def __init__(self, config: StackConfig, metrics: GatewayMetrics, tracer: Tracer) -> None:
+    def __init__(self, config: StackConfig, metrics: GatewayMetrics, tracer: Tracer, prices: Prices) -> None:
         self._config = config
         self._metrics = metrics
         self._tracer = tracer
-        self._tiers = {tier.name for tier in config.tiers}
+        self._prices = prices
 
     def start(self, job: Job) -> RequestContext:
         operation = "chat" if job.endpoint == "chat" else "text_completion"
@@ -62,22 +64,13 @@ class Observe:
         m.ttft.labels(tier, cache).observe(ttft)
         m.tokens.labels(tier, "prompt").inc(prompt_tokens)
         m.tokens.labels(tier, "completion").inc(completion_tokens)
-        if tier not in self._tiers:
-            return
-        price = self._config.tier(tier)
-        cost = (
-            prompt_tokens * price.price_per_1k_prompt_tokens + completion_tokens * price.price_per_1k_completion_tokens
-        )
-        m.cost.labels(tier, job.tenant).inc(cost / 1000)
-        # What the same tokens would have cost on the largest tier: the routing's saving is the difference.
-        largest = self._config.tiers[-1]
-        m.cost_largest.labels(job.tenant).inc(
-            (
-                prompt_tokens * largest.price_per_1k_prompt_tokens
-                + completion_tokens * largest.price_per_1k_completion_tokens
-            )
-            / 1000
-        )
+        charge = self._prices.answered(tier, prompt_tokens, completion_tokens)
+        ctx.status, ctx.answered_by, ctx.usage, ctx.charge = 200, tier, (prompt_tokens, completion_tokens), charge
+        m.cost.labels(tier, job.tenant).inc(to_usd(charge.cost_micro))
+        if charge.saved_cache_micro:
+            m.saved.labels(job.tenant, "cache").inc(to_usd(charge.saved_cache_micro))
+        if charge.saved_routing_micro:
+            m.saved.labels(job.tenant, "routing").inc(to_usd(charge.saved_routing_micro))
 
     def count_failure(self, ctx: RequestContext, error: ServingError) -> None:
         """A request that failed after its tier was chosen: counted with that tier (the HTTP edge counts the
@@ -85,3 +78,4 @@ class Observe:
         tier = ctx.call.tier if ctx.call is not None else ctx.tier or "none"
         self._metrics.requests.labels(ctx.job.endpoint, tier, ctx.cache_label, str(error.status)).inc()
         error.counted = True
+        ctx.status = error.status

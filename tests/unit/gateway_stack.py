@@ -79,6 +79,8 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         gateway: dict[str, Any] | None = None,
         raise_app_exceptions: bool = True,
         tracer: Tracer | None = None,
+        tenancy: dict[str, Any] | None = None,
+        admin_key: str | None = None,
     ) -> Stack:
         config = parse_config(
             {
@@ -100,6 +102,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
                     "health_cache_s": 0,
                     **(gateway or {}),
                 },
+                "tenancy": {**(tenancy or {})},
             }
         )
         semantic = None
@@ -110,7 +113,16 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         large = large or FakeTier(["A", " long", " answer."], prompt_tokens=40, replica="large-1")
         router = Router(HeuristicScorer(config.router.weights), ThresholdPolicy(["small", "large"], [0.5]))
         metrics = GatewayMetrics()
-        service = build_gateway(config, {"small": small, "large": large}, semantic, router, metrics, tracer)
+        service = build_gateway(
+            config,
+            {"small": small, "large": large},
+            semantic,
+            router,
+            metrics,
+            tracer,
+            redis_url=redis or redis_url,
+            admin_key=admin_key,
+        )
         app = build_http_app(service)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         client = httpx.AsyncClient(transport=transport, base_url="http://t")
@@ -121,5 +133,6 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
     yield factory
     for stack in made:
         await stack.client.aclose()
+        await stack.service.close()
         if stack.cache is not None:
             await stack.cache.close()

@@ -46,9 +46,19 @@ def sse_chunks(response: httpx.Response) -> list[dict[str, Any]]:
     return [json.loads(p) for p in payloads[:-1]]
 
 
+USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+
+
 def shape(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chunks without what differs between two answers to the same question (ids, clocks)."""
-    return [{k: v for k, v in chunk.items() if k not in ("id", "created")} for chunk in chunks]
+    """Chunks without what differs between two answers to the same question (ids, clocks, the cost)."""
+
+    def same(chunk: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in chunk.items() if k not in ("id", "created")}
+        if isinstance(kept.get("usage"), dict):
+            kept["usage"] = {k: v for k, v in kept["usage"].items() if k not in ("cost_usd", "saved_usd")}
+        return kept
+
+    return [same(chunk) for chunk in chunks]
 
 
 def assert_openai_error(response: httpx.Response, status: int, code: str | None) -> dict[str, Any]:
@@ -101,7 +111,15 @@ async def test_chat_non_stream(stack: Stack) -> None:
             "logprobs": None,
         }
     ]
-    assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    # Cost at the small tier's prices (1 and 2 USD per 1k tokens); the large tier is free here, so nothing saved.
+    assert body["usage"] == {
+        "prompt_tokens": 9,
+        "completion_tokens": 4,
+        "total_tokens": 13,
+        "cost_usd": 0.017,
+        "saved_usd": 0.0,
+    }
+    assert response.headers["x-tierserve-cost-usd"] == "0.017000"
     assert response.headers["x-tierserve-tier"] == "small"
     assert response.headers["x-tierserve-cache"] == "miss"
     assert response.headers["x-tierserve-replica"] == "small-1"
@@ -200,7 +218,7 @@ async def test_chat_stream_with_usage(stack: Stack) -> None:
     chunks = sse_chunks(response)
     usage_chunk = chunks[-1]
     assert usage_chunk["choices"] == []
-    assert usage_chunk["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    assert usage_chunk["usage"] == {**USAGE, "cost_usd": 0.017, "saved_usd": 0.0}  # the cost joins the usage chunk
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     assert all(c["choices"] for c in chunks[:-1])
 
@@ -215,7 +233,7 @@ async def test_completion_non_stream(stack: Stack) -> None:
     assert body["object"] == "text_completion"
     assert body["id"] == f"cmpl-{response.headers['x-request-id']}"
     assert body["choices"] == [{"index": 0, "text": "Paris is the capital.", "finish_reason": "stop", "logprobs": None}]
-    assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    assert body["usage"] == {**USAGE, "cost_usd": 0.017, "saved_usd": 0.0}
     assert stack.small.payloads[0]["prompt"] == "Once upon a time"
     assert "messages" not in stack.small.payloads[0]
     assert stack.small.payloads[0]["max_tokens"] == 8
@@ -567,7 +585,9 @@ async def test_repeated_question_is_a_cache_hit(stack: Stack) -> None:
     assert float(second.headers["x-tierserve-similarity"]) == pytest.approx(1.0, abs=1e-3)
     assert "x-tierserve-replica" not in second.headers
     assert second.json()["choices"] == first.json()["choices"]
-    assert second.json()["usage"] == first.json()["usage"]
+    tokens = ("prompt_tokens", "completion_tokens", "total_tokens")
+    assert [second.json()["usage"][k] for k in tokens] == [first.json()["usage"][k] for k in tokens]
+    assert second.json()["usage"]["cost_usd"] == 0.0  # a hit costs the cache's price (0 here), not the tier's
     assert second.json()["id"] != first.json()["id"]
     assert stack.small.calls == 1
     # A paraphrase with the same words (case, punctuation) also hits; other sampling params do not.
@@ -811,7 +831,7 @@ async def test_metrics_count_requests_by_tier_and_cache(stack: Stack) -> None:
     assert sample_value(stack, "tierserve_tokens_total", tier="cache", kind="completion") == 4
     # Price of the two generated answers: (9 * 1.0 + 4 * 2.0) / 1000 each, for tenant alpha; hits cost nothing.
     assert sample_value(stack, "tierserve_cost_usd_total", tier="small", tenant="alpha") == pytest.approx(0.034)
-    assert sample_value(stack, "tierserve_cost_usd_total", tier="cache", tenant="alpha") is None
+    assert sample_value(stack, "tierserve_cost_usd_total", tier="cache", tenant="alpha") == 0.0
     # The identical repeat was answered before anything was embedded; the hot request skipped the cache but was
     # embedded for the router (router.embed_when_bypassed).
     assert sample_value(stack, "tierserve_stage_seconds_count", stage="embed") == 2
@@ -935,12 +955,12 @@ async def test_followers_generate_themselves_when_the_leader_fails(make_stack: S
 async def test_admin_api_needs_its_key(make_stack: StackFactory) -> None:
     disabled = await make_stack()
     assert_openai_error(await disabled.client.get("/admin/cache/stats", headers=ALPHA), 403, "forbidden")
-    stack = await make_stack(gateway={"admin_key": "admin-key-0123456789"})
+    stack = await make_stack(admin_key="admin-key-0123456789")
     assert_openai_error(await stack.client.get("/admin/cache/stats", headers=ALPHA), 401, "invalid_api_key")
 
 
 async def test_admin_stats_invalidate_export(make_stack: StackFactory) -> None:
-    stack = await make_stack(gateway={"admin_key": "admin-key-0123456789"})
+    stack = await make_stack(admin_key="admin-key-0123456789")
     admin = {"authorization": "Bearer admin-key-0123456789"}
     await stack.chat(headers=ALPHA)
     await stack.chat(headers=BETA)

@@ -19,18 +19,20 @@ from router.policy import Decision, Overrides, Router, ThresholdPolicy
 from router.scorer import HeuristicScorer
 from serving.config import StackConfig, parse_config
 from serving.contract import TierDelta, TierEvent, TierFailed, TierFinished, TierRequest, TierStarted
-from serving.errors import Forbidden, InvalidRequest, NotFound, TierUnavailable
+from serving.errors import AuthenticationFailed, Forbidden, InvalidRequest, NotFound, TierUnavailable
 from serving.gateway import build_gateway
 from serving.jobs import Job, job_from_chat
 from serving.metrics import GatewayMetrics
 from serving.pipeline.admission import Admission
-from serving.pipeline.auth import ApiKeys
+from serving.pipeline.auth import Authenticator
 from serving.pipeline.cache_store import CacheStore
 from serving.pipeline.context import CacheVisit, RequestContext
 from serving.pipeline.dispatch import Dispatch
 from serving.pipeline.observe import Observe
 from serving.pipeline.route import Route
 from serving.protocol import ChatCompletionRequest
+from serving.tenancy import KeyDirectory
+from serving.tenancy.pricing import Prices
 from tests.fakes import FakeTier
 
 
@@ -51,7 +53,7 @@ def job(model: str = "small", **body: Any) -> Job:
 
 
 def context(the_job: Job | None = None, stack: StackConfig | None = None) -> RequestContext:
-    return Observe(stack or config(), GatewayMetrics(), NoOpTracer()).start(the_job or job())
+    return Observe(stack or config(), GatewayMetrics(), NoOpTracer(), prices(stack or config())).start(the_job or job())
 
 
 def router(stack: StackConfig) -> Router:
@@ -85,13 +87,22 @@ def test_the_tier_contract_pickles_as_ray_sends_it() -> None:
 # ------------------------------------------------------------------------------------------------ auth
 
 
-def test_api_keys_name_the_tenant() -> None:
-    keys = ApiKeys(config(gateway={"api_keys": {"sk-a": "alpha", "sk-b": "beta"}}).gateway)
-    assert keys.tenant("Bearer sk-b") == "beta"
+def prices(stack: StackConfig) -> Prices:
+    return Prices(stack, stack.tenancy)
+
+
+def authenticator(stack: StackConfig) -> Authenticator:
+    directory = KeyDirectory(None, stack.tenancy, stack.gateway.api_keys, stack.gateway.default_tenant)
+    return Authenticator(directory, None)
+
+
+async def test_yaml_keys_name_the_tenant() -> None:
+    keys = authenticator(config(gateway={"api_keys": {"sk-a": "alpha", "sk-b": "beta"}}))
+    assert (await keys.principal("Bearer sk-b")).tenant == "beta"
     for bad in (None, "Bearer sk-c", "Basic sk-a", "sk-a"):
-        with pytest.raises(Exception, match="API key"):
-            keys.tenant(bad)
-    assert ApiKeys(config().gateway).tenant(None) == "default"  # no keys: open
+        with pytest.raises(AuthenticationFailed, match="API key"):
+            await keys.principal(bad)
+    assert (await authenticator(config()).principal(None)).tenant == "default"  # no keys: open
 
 
 # ------------------------------------------------------------------------------------------- admission
@@ -211,7 +222,7 @@ def test_observe_counts_and_prices_an_answer() -> None:
         tiers=[{"name": "small", "model": "s", "price_per_1k_prompt_tokens": 1.0}, {"name": "large", "model": "l"}]
     )
     metrics = GatewayMetrics()
-    observe = Observe(stack, metrics, NoOpTracer())
+    observe = Observe(stack, metrics, NoOpTracer(), prices(stack))
     ctx = observe.start(job())
     answer = CachedAnswer(pieces=["4"], finish_reason="stop", prompt_tokens=500, completion_tokens=1, tier="small")
     observe.answered(ctx, answer, tier="small", cache="miss")

@@ -217,12 +217,13 @@ async def test_non_empty_truncated_answer_is_not_escalated(make_stack: Factory) 
     assert response.json()["choices"][0]["finish_reason"] == "length"
 
 
-async def test_cost_of_the_largest_tier_is_counted_beside_the_real_cost(make_stack: Factory) -> None:
+async def test_routing_saving_against_the_largest_tier_is_counted_beside_the_real_cost(make_stack: Factory) -> None:
     stack = await make_stack(score=0.1)
     await stack.ask(headers=A)
     # FakeTier: 10 prompt tokens, 1 completion token; small costs 1/1k, large 10/1k per token.
     assert stack.sample("tierserve_cost_usd_total", tier="small", tenant="alpha") == pytest.approx(11 / 1000)
-    assert stack.sample("tierserve_cost_largest_tier_usd_total", tenant="alpha") == pytest.approx(110 / 1000)
+    # On the largest tier the same tokens would have cost 110/1k: routing saved the difference.
+    assert stack.sample("tierserve_cost_saved_usd_total", tenant="alpha", by="routing") == pytest.approx(99 / 1000)
 
 
 async def test_router_reuses_the_cache_embedding_and_embeds_when_bypassed(make_stack: Factory) -> None:
