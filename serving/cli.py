@@ -103,7 +103,9 @@ def config_reference() -> None:
 
 
 UrlOption = Annotated[str, typer.Option("--url", help="The running stack.")]
-AdminKeyOption = Annotated[str, typer.Option("--admin-key", envvar="TIERSERVE_ADMIN_KEY", help="gateway.admin_key.")]
+AdminKeyOption = Annotated[
+    str, typer.Option("--admin-key", envvar="TIERSERVE_ADMIN_KEY", help="The admin key (TIERSERVE_ADMIN_KEY).")
+]
 TenantOption = Annotated[str | None, typer.Option("--tenant", help="One tenant (default: all).")]
 
 

@@ -170,6 +170,7 @@ class Gateway:
             tracer,
             redis_url=redis_url,
             admin_key=admin_key(stack.gateway),
+            replica=_replica_id(),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

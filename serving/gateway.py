@@ -199,25 +199,27 @@ def build_gateway(
     *,
     redis_url: str | None = None,
     admin_key: str | None = None,
+    replica: str | None = None,
 ) -> GatewayService:
     """The gateway from its parts; the Ray deployment, the tests and the benchmarks all build it here. With Redis,
     keys live there and limits and budgets hold across replicas; without, only the YAML keys exist."""
     versions = model_versions(config)
     flights: Flights = {}
     prices = Prices(config, config.tenancy)
-    observe = Observe(config, metrics, tracer or NoOpTracer(), prices)
+    observe = Observe(config, metrics, tracer or NoOpTracer(), prices, replica)
     dispatch = Dispatch(config, tiers, router, flights)
     respond = Respond(dispatch, [CacheStore(cache, versions)], observe)
     redis: aioredis.Redis | None = None
     meter: Meter | None = None
     stages: list[Stage] = [Admission(config, list(tiers), router)]
     if redis_url is not None:
-        redis_config = config.cache.redis
-        redis = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=redis_config.socket_timeout_s,
-            socket_connect_timeout=redis_config.connect_timeout_s,
+        # A bounded pool: a burst of requests queues for a connection instead of opening a socket each (new
+        # connections on a busy replica were slower than the timeout and failed requests open).
+        timeout = config.tenancy.redis_timeout_s
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=32, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+        redis = aioredis.Redis(connection_pool=pool)
         meter = Meter(redis, tenancy_prefix(config), config.tenancy, config.gateway.request_timeout_s + 60, metrics)
         stages.append(Limits(meter, prices))
     elif any(not config.tenancy.policy(t).empty for t in [*config.tenancy.tenants, "\0"]):

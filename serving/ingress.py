@@ -14,7 +14,9 @@ Ray reads these settings from environment variables when its processes import Se
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,21 @@ from pathlib import Path
 
 from serving.config import GatewayConfig
 from serving.redis_server import free_port
+
+
+def quiet_port() -> int:
+    """A free port below the kernel's ephemeral range and above Ray's worker ports (10002-19999): HAProxy binds
+    it seconds after it is picked, and meanwhile Ray's processes take ephemeral ports by the dozen (an ephemeral
+    pick was taken first once: "cannot bind socket (Address already in use) for proxy stats")."""
+    for _ in range(200):
+        port = random.randint(20_000, 29_999)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]:
@@ -41,8 +58,8 @@ def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(quiet_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
         "RAY_SERVE_HAPROXY_NBTHREAD": str(gateway.haproxy_threads),
         # Ray holds a stopping replica open this long so an external load balancer can deregister it; the
         # HAProxy in front of it is Ray's own and is told at once, so waiting only slows Ctrl-C.

@@ -19,7 +19,10 @@ from serving.tracing import RequestTrace
 
 
 class Observe:
-    def __init__(self, config: StackConfig, metrics: GatewayMetrics, tracer: Tracer, prices: Prices) -> None:
+    def __init__(
+        self, config: StackConfig, metrics: GatewayMetrics, tracer: Tracer, prices: Prices, replica: str | None = None
+    ) -> None:
+        self._replica = replica  # the gateway replica, named in x-tierserve-gateway
         self._config = config
         self._metrics = metrics
         self._tracer = tracer
@@ -40,6 +43,8 @@ class Observe:
         trace = RequestTrace(self._tracer, f"{operation} {job.model}", job.trace_headers, attributes)
         ctx = RequestContext(job=job, trace=trace, metrics=self._metrics)
         ctx.headers["x-request-id"] = job.request_id
+        if self._replica is not None:
+            ctx.headers["x-tierserve-gateway"] = self._replica
         if trace.trace_id is not None:
             ctx.headers["x-tierserve-trace-id"] = trace.trace_id
         return ctx

@@ -57,6 +57,12 @@ class TenancyConfig(BaseModel):
     stale_key_s: float = Field(
         default=600.0, ge=0, description="While Redis is down, keys read within this long still authenticate."
     )
+    redis_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Per-command timeout of the limits' and keys' Redis calls (a busy replica reads replies late; "
+        "past this, Redis counts as down).",
+    )
     window_s: int = Field(default=60, ge=1, description="The rate limits' sliding window (per minute: 60).")
     window_buckets: int = Field(default=12, ge=1, le=600, description="Buckets the window slides by.")
     cache_hit_price_per_1k_tokens: float = Field(

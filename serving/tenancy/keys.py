@@ -8,6 +8,7 @@ reaches every gateway replica within that, and keys keep working from the copy w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -188,17 +189,24 @@ class KeyDirectory:
         ]
         self._default_tenant = default_tenant
         self._records: dict[str, tuple[float, KeyRecord | None]] = {}
-        self._stored_count: tuple[float, int] = (float("-inf"), 0)
+        self._stored_count: tuple[float, int | None] = (float("-inf"), None)
+        self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     async def _count(self) -> int:
         read_at, count = self._stored_count
         now = time.monotonic()
-        if self._store is None or now - read_at < self._config.key_cache_s:
+        if self._store is None:
+            return 0
+        if now - read_at < self._config.key_cache_s and count is not None:
             return count
         try:
             count = await self._store.count()
         except RedisError:
-            return count  # the last count we saw (open stays open, closed stays closed)
+            if count is None:  # never read: whether keys exist is unknown, so the stack is not open
+                raise Unauthenticated(
+                    "Keys cannot be checked right now (key store unreachable); retry shortly."
+                ) from None
+            return count  # the last count seen (open stays open, closed stays closed)
         self._stored_count = (now, count)
         return count
 
@@ -209,6 +217,16 @@ class KeyDirectory:
             return cached[1]
         if self._store is None:
             return None
+        # One read per key id however many requests with it arrive at once (a burst must not become N reads).
+        loading = self._loading.get(key_id)
+        if loading is None:
+            loading = self._loading[key_id] = asyncio.ensure_future(self._load(key_id, cached))
+            loading.add_done_callback(lambda _: self._loading.pop(key_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, key_id: str, cached: tuple[float, KeyRecord | None] | None) -> KeyRecord | None:
+        assert self._store is not None
+        now = time.monotonic()
         try:
             record = await self._store.get(key_id)
         except RedisError:
@@ -225,17 +243,18 @@ class KeyDirectory:
     async def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
         given = token.strip() if scheme.lower() == "bearer" else ""
-        if not self._bootstrap and await self._count() == 0:
-            return Principal(tenant=self._default_tenant, key_id="open")
-        if not given:
-            raise Unauthenticated("Missing API key. Pass it as 'Authorization: Bearer <key>'.")
         match = KEY_PATTERN.match(given)
-        if match is not None:
+        if match is not None:  # a stored key: checked even while the stack is open, so its limits apply
             record = await self._record(match.group(1))
             if record is not None and hmac.compare_digest(record.digest, _digest(match.group(1), match.group(2))):
                 if record.revoked:
                     raise Unauthenticated(f"The API key {record.prefix}... was revoked.")
                 return Principal(record.tenant, record.id, tuple(record.models), record.limits)
+        if not self._bootstrap and await self._count() == 0:
+            return Principal(tenant=self._default_tenant, key_id="open")
+        if not given:
+            raise Unauthenticated("Missing API key. Pass it as 'Authorization: Bearer <key>'.")
+        if match is not None:
             raise Unauthenticated("Incorrect API key provided.")
         digest = hashlib.sha256(given.encode()).digest()
         found: Principal | None = None

@@ -31,6 +31,7 @@ from serving.tenancy.windows import budget_period, openai_duration, to_micro, to
 logger = logging.getLogger(__name__)
 
 ScopeKind = Literal["key", "tenant"]
+_ADJECTIVE = {"day": "daily", "month": "monthly"}
 
 
 class QuotaExceeded(RateLimited):
@@ -222,10 +223,13 @@ class Meter:
             self._budget_seen(scope, spent + held)
             _, ends = budget_period(scope.limits.budget_window, now)
             retry_s = max(1, int((ends - now).total_seconds()))
+            budget = (
+                f"{_ADJECTIVE[scope.limits.budget_window]} budget of {scope.label} (${scope.limits.budget_usd:.2f})"
+            )
             exhausted = QuotaExceeded(
-                f"The {scope.limits.budget_window}ly budget of {scope.label} (${scope.limits.budget_usd:.2f}) is "
-                f"spent: ${to_usd(spent):.6f} settled and ${to_usd(held):.6f} held by requests in flight; this "
-                f"request could cost up to ${to_usd(amount_micro):.6f}. It resets at {ends:%Y-%m-%d %H:%M} UTC.",
+                f"The {budget} is spent: ${to_usd(spent):.6f} settled and ${to_usd(held):.6f} held by requests "
+                f"in flight; this request could cost up to ${to_usd(amount_micro):.6f}. "
+                f"It resets at {ends:%Y-%m-%d %H:%M} UTC.",
                 code="insufficient_quota",
             )
             exhausted.headers = {"retry-after": str(retry_s)}

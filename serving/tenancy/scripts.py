@@ -17,7 +17,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # KEYS: per scope its requests window, tokens window and in-flight set (3 keys a scope).
 # ARGV: request id, prompt tokens, lease ms, bucket width ms, buckets, then per scope: rpm, tpm, max concurrent
 # (0: unbounded). Returns {1, now, per scope: requests used, requests reset ms, tokens used, tokens reset ms} or
-# {0, scope index, reason, retry ms}.
+# {0, scope index, reason, retry ms, now}.
 ADMIT = (
     _CLOCK
     + """
@@ -60,17 +60,17 @@ for s = 0, scopes - 1 do
   if rpm > 0 then
     local first
     requests, first = scan(KEYS[1 + s * 3])
-    if requests + 1 > rpm then return {0, s, 'requests', retry(first)} end
+    if requests + 1 > rpm then return {0, s, 'requests', retry(first), now} end
   end
   if tpm > 0 then
     local first
     tokens, first = scan(KEYS[2 + s * 3])
-    if prompt > tpm then return {0, s, 'request_too_large', window} end
-    if tokens + prompt > tpm then return {0, s, 'tokens', retry(first)} end
+    if prompt > tpm then return {0, s, 'request_too_large', window, now} end
+    if tokens + prompt > tpm then return {0, s, 'tokens', retry(first), now} end
   end
   if maxc > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[3 + s * 3], '-inf', now)
-    if redis.call('ZCARD', KEYS[3 + s * 3]) >= maxc then return {0, s, 'concurrency', 1000} end
+    if redis.call('ZCARD', KEYS[3 + s * 3]) >= maxc then return {0, s, 'concurrency', 1000, now} end
   end
   used[s] = {requests, tokens}
 end

@@ -1,0 +1,170 @@
+"""Keys, limits and budgets on a real stack: two gateway replicas in Ray Serve, a real vLLM tier, a Redis started
+here (so the test can dump it). Keys are made with the `tierserve keys` command, as an operator would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import yaml
+
+from serving.redis_server import LocalRedis, free_port
+from tests.e2e.conftest import ROOT, wait_ready
+
+ADMIN_KEY = "e2e-admin-key-0123456789"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@dataclass(frozen=True)
+class TenancyStack:
+    url: str
+    redis: LocalRedis
+    data: Path
+
+    def keys(self, *args: str) -> dict[str, Any]:
+        """`tierserve keys ... --json` against this stack."""
+        env = {**os.environ, "TIERSERVE_ADMIN_KEY": ADMIN_KEY}
+        cli = [sys.executable, "-m", "commands.main", "keys", *args, "--url", self.url, "--json"]
+        done = subprocess.run(cli, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+
+@pytest.fixture(scope="module")
+def tenancy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenancyStack]:
+    folder = tmp_path_factory.mktemp("tenancy")
+    own_redis = LocalRedis(data_dir=folder / "redis", persist=True).start()
+    config = {
+        "models_dir": str((ROOT / ".tierserve" / "models").resolve()),
+        "data_dir": str(folder / "data"),
+        "tiers": [
+            {
+                "name": "small",
+                "model": "SmolLM2-135M-Instruct",
+                "prepared": "smollm2-135m-instruct",
+                "engine": {"max_model_len": 2048},
+                "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 128},
+                "price_per_1k_prompt_tokens": 0.5,
+                "price_per_1k_completion_tokens": 1.0,
+            }
+        ],
+        "router": {"thresholds": []},
+        "cache": {"enabled": False, "redis": {"url": own_redis.url}},
+        "gateway": {"deployment": {"num_replicas": 2, "num_cpus": 0.25, "max_ongoing_requests": 256}},
+        "tenancy": {"key_cache_s": 0.5},
+        "ray": {"num_cpus": 4},
+    }
+    path = folder / "tenancy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = folder / "tierserve.log"
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TIERSERVE_ADMIN_KEY": ADMIN_KEY,
+    }
+    cli = [sys.executable, "-m", "commands.main", "serve", "--config", str(path), "--port", str(port)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log)
+        yield TenancyStack(url=url, redis=own_redis, data=folder / "redis")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        own_redis.stop()
+
+
+def _ask(url: str, key: str | None, i: int, max_tokens: int = 2) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    body = {"model": "small", "messages": [{"role": "user", "content": f"Say hi #{i}"}], "max_tokens": max_tokens}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=300)
+
+
+def _burst(url: str, key: str | None, count: int, max_tokens: int = 2) -> list[httpx.Response]:
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(lambda i: _ask(url, key, i, max_tokens), range(count)))
+
+
+def test_requests_per_minute_hold_across_two_gateway_replicas(tenancy_stack: TenancyStack) -> None:
+    created = tenancy_stack.keys("create", "--tenant", "acme", "--rpm", "30")
+    assert created["key"].startswith("tsk-") and created["id"]
+    responses = _burst(tenancy_stack.url, created["key"], 100)
+    statuses = [r.status_code for r in responses]
+    unmetered = [r for r in responses if r.headers.get("x-tierserve-metering") == "unmetered"]
+    assert statuses.count(200) == 30 and statuses.count(429) == 70, (statuses, len(unmetered))
+    assert all(int(r.headers["retry-after"]) >= 1 for r in responses if r.status_code == 429)
+    gateways = {r.headers["x-tierserve-gateway"] for r in responses if r.status_code == 200}
+    assert len(gateways) == 2  # both gateway replicas admitted some: the limit held across them
+    assert sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in responses if r.status_code == 200) == list(
+        range(30)
+    )
+    # Until now the stack was open; a key exists now, so a request without one is a 401 on every replica.
+    assert {r.status_code for r in _burst(tenancy_stack.url, None, 8)} == {401}
+
+
+def test_a_budget_race_never_overshoots_and_the_ledger_is_the_spend(tenancy_stack: TenancyStack) -> None:
+    # Worst case of one request: its body bytes + 16 template tokens at 0.5/1k, plus 8 completion tokens at 1/1k.
+    body = {"model": "small", "messages": [{"role": "user", "content": "Say hi #10"}], "max_tokens": 8}
+    sent = httpx.Request("POST", tenancy_stack.url, json=body).content  # the bytes the gateway sizes the prompt by
+    worst = ((len(sent) + 16) * 0.5 + 8 * 1.0) / 1000
+    created = tenancy_stack.keys(
+        "create", "--tenant", "budgeted", "--budget-usd", f"{worst * 10:.6f}", "--budget-window", "day"
+    )
+    responses = _burst(tenancy_stack.url, created["key"], 50, max_tokens=8)
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(ok) + len(refused) == 50 and len(ok) >= 10, [r.text for r in responses[:3]]
+    assert {r.json()["error"]["code"] for r in refused} <= {"insufficient_quota"}
+    spent = sum(r.json()["usage"]["cost_usd"] for r in ok)
+    assert spent <= worst * 10 + worst  # never past the budget by more than one reservation
+    report = httpx.get(f"{tenancy_stack.url}/admin/cost", params={"by": "key"}, headers=ADMIN, timeout=30).json()
+    row = next(r for r in report["rows"] if r["group"] == created["id"])
+    assert row["requests"] == 50 and row["cost_usd"] == pytest.approx(spent, abs=1e-5)
+    for r in ok:  # the cost a client sees is the tokens it was told of, at the tier's prices
+        usage = r.json()["usage"]
+        expected = (usage["prompt_tokens"] * 0.5 + usage["completion_tokens"] * 1.0) / 1000
+        assert usage["cost_usd"] == pytest.approx(expected, abs=2e-6)
+        assert float(r.headers["x-tierserve-cost-usd"]) == pytest.approx(expected, abs=2e-6)
+
+
+def test_revocation_reaches_every_replica_within_a_second_and_keys_are_hashed_at_rest(
+    tenancy_stack: TenancyStack,
+) -> None:
+    created = tenancy_stack.keys("create", "--tenant", "revoked", "--models", "small")
+    key = created["key"]
+    served = _burst(tenancy_stack.url, key, 8)
+    assert {r.status_code for r in served} == {200}
+    tenancy_stack.keys("revoke", created["id"])
+    time.sleep(1.0)
+    after = _burst(tenancy_stack.url, key, 16)
+    assert {r.status_code for r in after} == {401}
+    # A dump of Redis (what a backup or a stolen RDB file holds) has the key's id and hash, never the secret.
+    client = redis.Redis.from_url(tenancy_stack.redis.url)
+    client.save()
+    client.close()
+    dumped = b"".join(path.read_bytes() for path in tenancy_stack.data.rglob("*") if path.is_file())
+    assert created["id"].encode() in dumped
+    assert key.split("-", 2)[2].encode() not in dumped
+    shown = tenancy_stack.keys("show", created["id"])
+    assert shown["record"]["revoked"] is True and "digest" not in shown["record"]
