@@ -108,7 +108,11 @@ async def _flow(services: dict[str, GatewayService], requests: int) -> dict[str,
 
 async def _hits_per_second(app_services: dict[str, GatewayService], concurrency: int, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    body = {"model": "small", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    body = {
+        "model": "small",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "temperature": 0,
+    }
     for name, service in app_services.items():
         transport = httpx.ASGITransport(app=build_http_app(service))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

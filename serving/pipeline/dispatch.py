@@ -105,8 +105,11 @@ class Dispatch:
             raise TierUnavailable(f"tier '{call.tier}' is unavailable: {type(error).__name__}") from error
         if isinstance(event, TierFailed):
             raise from_plain(event.status, event.message, event.code, event.param)
-        if isinstance(event, TierDelta) and ctx.ttft is None:
-            ctx.ttft = time.perf_counter() - ctx.started
+        if isinstance(event, TierDelta):
+            if ctx.ttft is None:
+                ctx.ttft = time.perf_counter() - ctx.started
+            if event.text:  # about one token a text delta; the tier's usage corrects it at the end
+                await ctx.tokens(1)
         return event
 
     def _escalation_target(self, ctx: RequestContext, error: ServingError | EmptyAnswer | None) -> str | None:

@@ -4,12 +4,15 @@ Redis stand for two replicas (the Ray Serve e2e test does the same with real rep
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from serving.jobs import job_from_chat
+from serving.protocol import ChatCompletionRequest
 from serving.redis_server import LocalRedis
 from tests.fakes import FakeTier
 from tests.unit.gateway_stack import Stack, StackFactory, chat_body
@@ -239,3 +242,50 @@ async def test_redis_down_serves_unmetered_then_settles(make_stack: StackFactory
         assert {r["group"]: r["requests"] for r in report["rows"]}["acme"] == 2  # the unmetered one settled
     finally:
         own.stop()
+
+
+async def test_tokens_per_minute_hold_across_two_gateways(make_stack: StackFactory) -> None:
+    """Concurrent requests all in flight at admission: exactly as many as their prompt estimates fit are admitted."""
+    small = FakeTier(["a", "b"], hold_after=1)
+    first = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False)
+    second = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False)
+    body = chat_body(content="q00", stream=True)
+    estimate = -(-len(httpx.Request("POST", "http://t", json=body).content) // 4) + 4  # what admission charges
+    key, _ = await create_key(first, tpm=estimate * 12)
+    tasks = [asyncio.create_task(ask((first, second)[i % 2], key, content=f"q{i:02d}", stream=True)) for i in range(40)]
+    await asyncio.wait_for(small.holding.wait(), 5)
+    await asyncio.sleep(0.3)
+    small.release()
+    statuses = [r.status_code for r in await asyncio.gather(*tasks)]
+    assert statuses.count(200) == 12 and statuses.count(429) == 28
+
+
+async def test_a_cancelled_stream_is_settled_at_the_tokens_it_used_and_frees_its_slot(
+    make_stack: StackFactory, redis_url: str, key_prefix: str
+) -> None:
+    small = FakeTier(["a", "b", "c", "d"], hold_after=2)
+    stack = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False)
+    key, key_id = await create_key(stack, max_concurrent=1, budget_usd=100.0)
+    principal = await stack.service.authenticate(f"Bearer {key}")
+    data = chat_body(content="long", stream=True)
+    raw = json.dumps(data).encode()
+    job = job_from_chat(ChatCompletionRequest.model_validate(data), raw, data, "cancelled-1", principal.tenant)
+    reply = await stack.service.handle(job, principal)
+    assert reply.stream is not None
+    chunks = aiter(reply.stream)
+    received = [await anext(chunks) for _ in range(3)]  # the role chunk, "a", "b"
+    assert '"b"' in received[-1]
+    await chunks.aclose()  # what the HTTP server does when the client hangs up mid-answer
+    for _ in range(50):
+        report = (await stack.client.get("/admin/cost", params={"by": "key"}, headers=ADMIN)).json()
+        if report["rows"]:
+            break
+        await asyncio.sleep(0.05)
+    row = next(r for r in report["rows"] if r["group"] == key_id)
+    assert row["requests"] == 1 and row["completion_tokens"] == 2  # the two deltas it streamed
+    assert row["cost_usd"] > 0
+    client = aioredis.Redis.from_url(redis_url)
+    assert await client.zcard(f"{key_prefix}:t:inflight:key:{key_id}") == 0  # the slot is free again
+    await client.aclose()
+    small.release()
+    assert (await ask(stack, key, content="next")).status_code == 200
