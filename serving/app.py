@@ -6,7 +6,7 @@ from typing import Any
 
 from ray.serve import Application
 
-from serving.config import DeploymentConfig, LoggingConfig, StackConfig, load_config, secret_env
+from serving.config import DeploymentConfig, LoggingConfig, StackConfig, load_config
 from serving.deployments import Gateway, ModelServer, RedisServer
 from serving.engine import CPU_ENGINE_ENV
 
@@ -62,9 +62,10 @@ def build_app(config: StackConfig) -> Application:
     redis: Any = config.cache.redis.url
     if redis is None:  # keys, limits, budgets and the ledger live there even with the cache off
         redis = RedisServer.bind(str(config.data_dir / "redis"))  # type: ignore[attr-defined]
-    # The admin key reaches the gateway replicas through their environment, never through the config.
-    gateway_env = {"HF_HUB_OFFLINE": "1", **secret_env()}
-    gateway_options = deployment_options(config.gateway.deployment, env=gateway_env, logging=config.logging)
+    # The admin key reaches the gateway replicas through the environment they inherit (a local Ray's workers get
+    # the driver's; on a cluster, the nodes' own) or gateway.admin_key_file, never through the config or Ray's
+    # runtime env, which Ray keeps in its deployment state.
+    gateway_options = deployment_options(config.gateway.deployment, env={"HF_HUB_OFFLINE": "1"}, logging=config.logging)
     return Gateway.options(name="gateway", **gateway_options).bind(  # type: ignore[attr-defined,no-any-return]
         config.model_dump(mode="json"), tiers, redis
     )

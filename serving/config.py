@@ -291,12 +291,6 @@ def admin_key(gateway: GatewayConfig, environ: Mapping[str, str] | None = None) 
     return key or None
 
 
-def secret_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The secrets a gateway replica needs from this process's environment (forwarded into its runtime env)."""
-    env = os.environ if environ is None else environ
-    return {name: env[name] for name in (ADMIN_KEY_ENV,) if env.get(name)}
-
-
 def load_config(path: str | Path) -> StackConfig:
     """Read and validate a YAML config; paths in it are relative to the repository holding configs/."""
     file = Path(path)

@@ -200,7 +200,13 @@ def test_repeated_question_is_served_from_cache(stack: Stack) -> None:
     assert first.headers["x-tierserve-cache"] == "miss"
     assert second.headers["x-tierserve-cache"] == "hit"
     assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
-    assert second.parse().usage == first.parse().usage
+    hit, miss = second.parse().usage, first.parse().usage
+    assert hit is not None and miss is not None
+    assert (hit.prompt_tokens, hit.completion_tokens) == (miss.prompt_tokens, miss.completion_tokens)
+    # The cost rides in usage's extra fields: the miss at the small tier's prices, the hit at the cache's (0 here).
+    assert miss.model_extra is not None and hit.model_extra is not None
+    assert miss.model_extra["cost_usd"] > 0 and hit.model_extra["cost_usd"] == 0
+    assert hit.model_extra["saved_usd"] >= miss.model_extra["saved_usd"]
     assert hit_s < miss_s
 
     # Replayed as a stream: same text, and the same chunk shape as a live stream.
