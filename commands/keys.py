@@ -29,6 +29,12 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 console = Console(stderr=True)
 
 
+def _table_console() -> Console:
+    """Stdout; piped (no terminal) it would wrap at 80 columns and cut ids, so it gets room for every column."""
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
+
+
 def _call(method: str, url: str, admin_key: str, path: str, **kwargs: Any) -> dict[str, Any]:
     if not admin_key:
         console.print(Text("no admin key: set TIERSERVE_ADMIN_KEY or pass --admin-key", style="red"))
@@ -125,7 +131,7 @@ def build_keys_app() -> typer.Typer:
                 ",".join(r["models"]) or "all", *(str(lim.get(k) or "") for k in ("rpm", "tpm", "max_concurrent")),
                 budget,
             )  # fmt: skip
-        Console().print(table)
+        _table_console().print(table)
 
     @keys.command("show")
     def show(
@@ -207,6 +213,6 @@ def build_cost_app() -> typer.Typer:
                 f"{row['cost_usd']:.6f}", f"{row['saved_by_cache_usd']:.6f}", f"{row['saved_by_routing_usd']:.6f}",
                 end_section=row["group"] == data["rows"][-1]["group"] if data["rows"] else False,
             )  # fmt: skip
-        Console().print(table)
+        _table_console().print(table)
 
     return cost
