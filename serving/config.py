@@ -88,6 +88,36 @@ class EngineConfig(_Strict):
     )
 
 
+class BreakerConfig(_Strict):
+    """The tier's circuit breaker in each gateway replica (purgatory): open after `failures` failures in a row,
+    refuse calls for `open_s`, then let requests probe (half-open); the first success closes it."""
+
+    failures: int = Field(default=5, ge=1, description="Consecutive failures that open the breaker.")
+    open_s: float = Field(default=10.0, gt=0, description="How long an open breaker refuses before probing.")
+
+
+class TierReliability(_Strict):
+    """Deadlines, retries and fallbacks of one tier."""
+
+    first_token_timeout_s: float | None = Field(
+        default=None, gt=0, description="Until the tier's first event; past it: retried or 504. Unset: the total."
+    )
+    total_timeout_s: float | None = Field(
+        default=None, gt=0, description="Upper bound of one generation; unset: gateway.request_timeout_s."
+    )
+    retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a call that failed before its first byte (same tier)."
+    )
+    backoff_s: float = Field(default=0.05, ge=0, description="First retry's backoff; doubles, with full jitter.")
+    backoff_max_s: float = Field(default=1.0, ge=0, description="Largest backoff between retries.")
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="Tiers tried in order when this one fails before its first byte or its breaker is open "
+        "(pinned models too); the answer carries x-tierserve-fallback-from.",
+    )
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker.")
+
+
 class TierConfig(_Strict):
     """One model tier: a name clients can pin, its model, its engine, its deployment and its price."""
 
@@ -108,6 +138,9 @@ class TierConfig(_Strict):
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig, description="Ray Serve options.")
     price_per_1k_prompt_tokens: float = Field(default=0.0, ge=0, description="Cost accounting, USD.")
     price_per_1k_completion_tokens: float = Field(default=0.0, ge=0, description="Cost accounting, USD.")
+    reliability: TierReliability = Field(
+        default_factory=TierReliability, description="Deadlines, retries, circuit breaker, fallback chain."
+    )
 
 
 class GatewayConfig(_Strict):
@@ -156,6 +189,16 @@ class GatewayConfig(_Strict):
     health_cache_s: float = Field(default=5.0, ge=0, description="How long a health probe result is reused.")
     health_timeout_s: float = Field(default=30.0, gt=0, description="A tier probe slower than this fails.")
     request_timeout_s: float = Field(default=300.0, gt=0, description="Upper bound of one generation.")
+    retry_budget_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Retries allowed as a share of the requests of the last 10 s (Envoy's retry budget): under a "
+        "broad failure, retries add at most this much load.",
+    )
+    retry_budget_min: int = Field(
+        default=3, ge=0, description="Retries always allowed per 10 s, so a quiet stack can still retry."
+    )
     deployment: DeploymentConfig = Field(
         default_factory=lambda: DeploymentConfig(num_cpus=0.5, max_ongoing_requests=256),
         description="Ray Serve options of the gateway.",
@@ -227,6 +270,10 @@ class StackConfig(_Strict):
                 f"router.thresholds needs {len(self.tiers) - 1} value(s) for {len(self.tiers)} tiers, "
                 f"got {len(self.router.thresholds)}"
             )
+        for tier in self.tiers:
+            wrong = [f for f in tier.reliability.fallback if f not in names or f == tier.name]
+            if wrong:
+                raise ValueError(f"tiers[{tier.name}].reliability.fallback: {wrong} are not other tiers of {names}")
         unknown = sorted(self.router.tier_names_used() - set(names))
         if unknown:
             raise ValueError(f"router.tenants names unknown tier(s) {unknown}; tiers: {names}")

@@ -38,6 +38,7 @@ from serving.pipeline.observe import Observe
 from serving.pipeline.respond import Respond
 from serving.pipeline.route import Route
 from serving.protocol import ModelCard, ModelList
+from serving.reliability import Breakers
 from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
 from serving.tenancy.pricing import Prices
 
@@ -207,7 +208,8 @@ def build_gateway(
     flights: Flights = {}
     prices = Prices(config, config.tenancy)
     observe = Observe(config, metrics, tracer or NoOpTracer(), prices, replica)
-    dispatch = Dispatch(config, tiers, router, flights)
+    breakers = Breakers(config, metrics)
+    dispatch = Dispatch(config, tiers, router, flights, breakers)
     respond = Respond(dispatch, [CacheStore(cache, versions)], observe)
     redis: aioredis.Redis | None = None
     meter: Meter | None = None
@@ -230,7 +232,7 @@ def build_gateway(
         dispatch,
         respond,
     ]
-    health = TierHealth(config.gateway, tiers, cache)
+    health = TierHealth(config.gateway, tiers, cache, breakers)
     directory = KeyDirectory(
         KeyStore(redis, tenancy_prefix(config)) if redis is not None else None,
         config.tenancy,

@@ -11,10 +11,18 @@ from typing import Any
 from cache import SemanticCache
 from serving.config import GatewayConfig
 from serving.pipeline.dispatch import TierClient
+from serving.reliability import Breakers
 
 
 class TierHealth:
-    def __init__(self, config: GatewayConfig, tiers: Mapping[str, TierClient], cache: SemanticCache | None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        tiers: Mapping[str, TierClient],
+        cache: SemanticCache | None,
+        breakers: Breakers | None = None,
+    ) -> None:
+        self._breakers = breakers
         self._config = config
         self._tiers = tiers
         self._cache = cache
@@ -33,6 +41,8 @@ class TierHealth:
             cache_state = "disabled" if self._cache is None else ("ok" if self._cache.available() else "bypass")
             report = {"status": "unavailable" if failing else "ok", "failing": failing, "tiers": tiers}
             report["cache"] = cache_state
+            if self._breakers is not None:  # this replica's view: which tiers it is refusing to call, and how long
+                report["breakers"] = self._breakers.report()
             self._last = (now, not failing, report)
             return not failing, report
 

@@ -92,6 +92,30 @@ class GatewayMetrics:
             ["scope", "name"],
             registry=self.registry,
         )
+        self.breaker_state = Gauge(
+            "tierserve_breaker_state",
+            "Circuit breaker of each tier in this gateway replica: 0 closed, 1 half-open, 2 open.",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.breaker_transitions = Counter(
+            "tierserve_breaker_transitions",
+            "Circuit breaker state changes, by tier and the state entered.",
+            ["tier", "state"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "tierserve_retries",
+            "Calls retried on the same tier before their first byte, by tier and outcome (retried, budget_exhausted).",
+            ["tier", "outcome"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "tierserve_fallbacks",
+            "Requests moved to a fallback tier, by the tier they left, the tier that took them, and why.",
+            ["from_tier", "to_tier", "reason"],
+            registry=self.registry,
+        )
         self.unmetered = Gauge(
             "tierserve_unmetered_settlements",
             "Settlements of requests served while Redis was down, waiting to be written.",

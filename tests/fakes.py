@@ -40,7 +40,8 @@ class FakeTier:
     or one whole response when the request does not stream).
 
     - `pieces`: the deltas of the answer (one completion token each); `finish_reason`: "stop" or "length".
-    - `fail="start"` raises before any event, `fail="midway"` raises after the first delta.
+    - `fail="start"` raises before any event, `fail="midway"` raises after the first delta; `fail_first=k` raises
+      before any event on the first k calls only (a replica that died and was replaced).
     - `error`: yield this failure (e.g. context_length_exceeded) right after being called, or, with
       `error_after=k`, after the start event and k deltas (an engine failing mid-answer).
     - `hold_after`: after that many deltas, set `holding` and wait until `release()` (a slow model).
@@ -57,6 +58,7 @@ class FakeTier:
         finish_reason: str = "stop",
         replica: str = "fake-1",
         fail: str | None = None,
+        fail_first: int = 0,
         error: TierFailed | None = None,
         error_after: int | None = None,
         hold_after: int | None = None,
@@ -70,6 +72,7 @@ class FakeTier:
         self.finish_reason = finish_reason
         self.replica = replica
         self.fail = fail
+        self.fail_first = fail_first
         self.error = error
         self.error_after = error_after
         self.hold_after = hold_after
@@ -118,7 +121,7 @@ class FakeTier:
         formatter = ResponseFormatter(request.endpoint, request.request_id, self.replica.split("-")[0])
         done = False
         try:
-            if self.fail == "start":
+            if self.fail == "start" or self.calls <= self.fail_first:
                 raise FakeTierDown("replica is gone")
             if self.error is not None and self.error_after is None:
                 yield self.error

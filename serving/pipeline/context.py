@@ -66,6 +66,7 @@ class LiveCall:
     events: AsyncIterator[TierEvent]
     deadline: float  # event-loop time
     span: trace.Span | None = None  # the `generate` stage, ended with the call
+    first_token_deadline: float | None = None  # until the first text (or the end); cleared once it came
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The dispatch stage: the typed request goes to the chosen tier, and the gateway waits for the tier to accept it
-before any header leaves (a refusal is still a proper HTTP error). A routed request whose tier fails, or stops at
-max_tokens with nothing said, is escalated once to the next tier up. Every way a tier can fail becomes a
-ServingError here; a client error keeps its 4xx."""
+before any header leaves (a refusal is still a proper HTTP error). Until that first event nothing has reached the
+client, so the failover (serving/pipeline/failover.py) may retry the call or move it down the tier's fallback
+chain. A routed request whose tier fails, or stops at max_tokens with nothing said, is escalated once to the next
+tier up. Every way a tier can fail becomes a ServingError here; a client error keeps its 4xx and is never retried."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from serving.config import StackConfig
 from serving.contract import ProbeResult, TierDelta, TierEvent, TierFailed, TierFinished, TierRequest
 from serving.errors import GatewayTimeout, ServingError, TierUnavailable, from_plain
 from serving.pipeline.context import EmptyAnswer, Flights, LiveCall, RequestContext
+from serving.pipeline.failover import Failover
+from serving.reliability import Breakers
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +49,30 @@ async def replay_then(buffered: list[TierEvent], rest: AsyncIterator[TierEvent])
 class Dispatch:
     name = "dispatch"
 
-    def __init__(self, config: StackConfig, tiers: Mapping[str, TierClient], router: Router, flights: Flights) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        tiers: Mapping[str, TierClient],
+        router: Router,
+        flights: Flights,
+        breakers: Breakers,
+    ) -> None:
         self._tiers = tiers
         self._flights = flights
         self._router = router
         self._escalation = config.router.escalation
         self._timeout_s = config.gateway.request_timeout_s
         self._salted = config.cache.timing_protection
+        self._reliability = {tier.name: tier.reliability for tier in config.tiers}
+        self._failover = Failover(config, breakers)
 
     async def run(self, ctx: RequestContext) -> None:
         assert ctx.tier is not None  # the route stage chose it
-        deadline = asyncio.get_running_loop().time() + self._timeout_s
-        ctx.call = self._start(ctx, ctx.tier, deadline)
+        self._failover.request()
+        tier = ctx.tier
         while True:
             try:
-                ctx.first = await self.next_event(ctx)
+                await self._failover.first_event(ctx, tier, self._attempt)
                 if ctx.escalated_from is None and self._escalation_target(ctx, None):
                     await self._settle(ctx)
                 return
@@ -71,6 +83,27 @@ class Dispatch:
                     await self.finish(ctx, type(error).__name__ if status >= 500 else None)
                     raise
                 await self._escalate(ctx, target, error)
+                tier = target
+
+    async def _attempt(self, ctx: RequestContext, tier: str) -> None:
+        """One call to `tier` up to its first event (the failover wraps it in the tier's breaker and retries)."""
+        if ctx.call is not None:  # the previous attempt's call failed: end its span and stream
+            await self._close(ctx.call, "retried")
+        settings = self._reliability[tier]
+        now = asyncio.get_running_loop().time()
+        ctx.tier = tier
+        ctx.call = self._start(ctx, tier, now + (settings.total_timeout_s or self._timeout_s))
+        if settings.first_token_timeout_s is not None:
+            ctx.call.first_token_deadline = now + settings.first_token_timeout_s
+        ctx.first = await self.next_event(ctx)
+        if ctx.call.first_token_deadline is not None:
+            # A first-token deadline: read up to the first token here, where a miss can still be retried or
+            # fall back (nothing has left for the client); what was read is replayed.
+            buffered = [ctx.first]
+            while not _settled(buffered[-1]):
+                buffered.append(await self.next_event(ctx))
+            ctx.first, rest = buffered[0], buffered[1:]
+            ctx.call.events = replay_then(rest, ctx.call.events)
 
     def _start(self, ctx: RequestContext, tier: str, deadline: float) -> LiveCall:
         """Start generating on `tier`; its `generate` span is the parent the tier's engine sees."""
@@ -91,13 +124,19 @@ class Dispatch:
         """The tier's next event; every way a tier can fail becomes a ServingError."""
         call = ctx.call
         assert call is not None
+        limit = call.deadline if call.first_token_deadline is None else min(call.deadline, call.first_token_deadline)
         try:
-            async with asyncio.timeout_at(call.deadline):
+            async with asyncio.timeout_at(limit):
                 event = await anext(call.events)
         except StopAsyncIteration:
             raise TierUnavailable(f"tier '{call.tier}' ended the stream without finishing") from None
         except TimeoutError:
-            raise GatewayTimeout(f"tier '{call.tier}' did not finish within {self._timeout_s:.0f}s") from None
+            if call.first_token_deadline is not None and limit == call.first_token_deadline:
+                waited = limit - (call.deadline - self._total(call.tier))
+                raise GatewayTimeout(
+                    f"tier '{call.tier}' gave no first token within {waited:.1f}s", code="first_token_timeout"
+                ) from None
+            raise GatewayTimeout(f"tier '{call.tier}' did not finish within {self._total(call.tier):.0f}s") from None
         except ServingError:
             raise
         except Exception as error:  # the tier's replica died or cannot be reached
@@ -105,12 +144,17 @@ class Dispatch:
             raise TierUnavailable(f"tier '{call.tier}' is unavailable: {type(error).__name__}") from error
         if isinstance(event, TierFailed):
             raise from_plain(event.status, event.message, event.code, event.param)
+        if _settled(event):
+            call.first_token_deadline = None
         if isinstance(event, TierDelta):
             if ctx.ttft is None:
                 ctx.ttft = time.perf_counter() - ctx.started
             if event.text:  # about one token a text delta; the tier's usage corrects it at the end
                 await ctx.tokens(1)
         return event
+
+    def _total(self, tier: str) -> float:
+        return self._reliability[tier].total_timeout_s or self._timeout_s
 
     def _escalation_target(self, ctx: RequestContext, error: ServingError | EmptyAnswer | None) -> str | None:
         """The next tier up, when this routed request may escalate (for `error`, or at all when None)."""
@@ -144,11 +188,9 @@ class Dispatch:
         reason = "empty_length" if isinstance(error, EmptyAnswer) else "error"
         ctx.metrics.escalations.labels(ctx.call.tier, target, reason).inc()
         logger.info("request %s escalated from %s to %s (%s)", ctx.job.request_id, ctx.call.tier, target, reason)
-        deadline = ctx.call.deadline
         await self._close(ctx.call, reason)
-        ctx.escalated_from, ctx.tier, ctx.first = ctx.call.tier, target, None
+        ctx.escalated_from, ctx.tier, ctx.first, ctx.call = ctx.call.tier, target, None, None
         ctx.headers |= {"x-tierserve-tier": target, "x-tierserve-escalated-from": ctx.escalated_from}
-        ctx.call = self._start(ctx, target, deadline)
 
     async def finish(self, ctx: RequestContext, error: str | None = None) -> None:
         """The request's generation is over (answered, failed or abandoned): its span ends, followers of a

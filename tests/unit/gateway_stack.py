@@ -81,7 +81,9 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         tracer: Tracer | None = None,
         tenancy: dict[str, Any] | None = None,
         admin_key: str | None = None,
+        tier_options: dict[str, dict[str, Any]] | None = None,
     ) -> Stack:
+        extra = tier_options or {}
         config = parse_config(
             {
                 "tiers": [
@@ -91,8 +93,9 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
                         "prepared": "smollm2-135m-instruct",
                         "price_per_1k_prompt_tokens": 1.0,
                         "price_per_1k_completion_tokens": 2.0,
+                        **extra.get("small", {}),
                     },
-                    {"name": "large", "model": "gemma-3-270m", "prepared": "gemma3-270m"},
+                    {"name": "large", "model": "gemma-3-270m", "prepared": "gemma3-270m", **extra.get("large", {})},
                 ],
                 "router": {"thresholds": [0.5]},
                 "cache": {"redis": {"key_prefix": key_prefix, "retry_after_s": 30, "socket_timeout_s": 2.0}},

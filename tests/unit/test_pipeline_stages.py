@@ -31,6 +31,7 @@ from serving.pipeline.dispatch import Dispatch
 from serving.pipeline.observe import Observe
 from serving.pipeline.route import Route
 from serving.protocol import ChatCompletionRequest
+from serving.reliability import Breakers
 from serving.tenancy import KeyDirectory
 from serving.tenancy.pricing import Prices
 from tests.fakes import FakeTier
@@ -160,7 +161,9 @@ class ScriptedTier:
 async def test_dispatch_keeps_a_client_error_a_4xx() -> None:
     stack = config()
     tier = ScriptedTier([TierFailed(kind="client", status=400, message="seed: too big", param="seed")])
-    dispatch = Dispatch(stack, {"small": tier, "large": ScriptedTier()}, router(stack), {})
+    dispatch = Dispatch(
+        stack, {"small": tier, "large": ScriptedTier()}, router(stack), {}, Breakers(stack, GatewayMetrics())
+    )
     ctx = context()
     ctx.tier = "small"
     with pytest.raises(InvalidRequest) as caught:
@@ -173,7 +176,7 @@ async def test_dispatch_escalates_an_empty_routed_answer_once() -> None:
     stack = config(router={"escalation": {"enabled": True}})
     small = ScriptedTier([TierStarted("s"), TierFinished("length", 5, 4, body="{}", text="")])
     large = ScriptedTier([TierStarted("l"), TierFinished("stop", 5, 2, body="{}", text="ok")])
-    dispatch = Dispatch(stack, {"small": small, "large": large}, router(stack), {})
+    dispatch = Dispatch(stack, {"small": small, "large": large}, router(stack), {}, Breakers(stack, GatewayMetrics()))
     ctx = context(job("auto"))
     ctx.tier, ctx.decision = "small", Decision(tier="small", score=0.1, reason="score")
     await dispatch.run(ctx)
@@ -184,7 +187,13 @@ async def test_dispatch_escalates_an_empty_routed_answer_once() -> None:
 
 async def test_dispatch_turns_a_dead_replica_into_503() -> None:
     stack = config()
-    dispatch = Dispatch(stack, {"small": FakeTier(fail="start"), "large": FakeTier()}, router(stack), {})
+    dispatch = Dispatch(
+        stack,
+        {"small": FakeTier(fail="start"), "large": FakeTier()},
+        router(stack),
+        {},
+        Breakers(stack, GatewayMetrics()),
+    )
     ctx = context()
     ctx.tier = "small"
     with pytest.raises(TierUnavailable):

@@ -1,0 +1,116 @@
+"""What keeps a failing tier from failing requests: a circuit breaker per tier (purgatory) and a retry budget.
+
+The breaker guards the start of a generation (up to the tier's first event): a replica that is gone or an engine
+that is dead fails there. Client errors (4xx) and a client going away are not the tier's failures. The retry
+budget caps retries at a share of recent requests (Envoy's retry budget), so retries cannot multiply the load of
+a tier that is failing for everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+
+from serving.config import StackConfig
+from serving.errors import ServingError
+from serving.metrics import GatewayMetrics
+
+_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
+
+
+def _client_fault(error: BaseException) -> bool:
+    return isinstance(error, ServingError) and error.status < 500
+
+
+class BreakerOpen(Exception):
+    """The tier's breaker is open: no call was made."""
+
+    def __init__(self, tier: str, retry_after_s: float) -> None:
+        super().__init__(f"tier '{tier}' is failing; its circuit breaker is open")
+        self.tier = tier
+        self.retry_after_s = retry_after_s
+
+
+class Breakers:
+    def __init__(self, config: StackConfig, metrics: GatewayMetrics) -> None:
+        self._config = {tier.name: tier.reliability.breaker for tier in config.tiers}
+        # Not the tier's failures: a client error, a client that went away.
+        self._factory = AsyncCircuitBreakerFactory(
+            exclude=[(ServingError, _client_fault), asyncio.CancelledError, GeneratorExit]
+        )
+        self._factory.add_listener(self._on_event)
+        self._metrics = metrics
+        self._states: dict[str, str] = {name: "closed" for name in self._config}
+        self._opened_at: dict[str, float] = {}
+        for name in self._config:
+            metrics.breaker_state.labels(name).set(0)
+
+    def _on_event(self, name: str, kind: str, event: Any) -> None:
+        if kind != "state_changed":
+            return
+        self._states[name] = str(event.state)
+        if event.state == "opened":
+            self._opened_at[name] = time.time()
+        self._metrics.breaker_state.labels(name).set(_STATES.get(str(event.state), 0))
+        self._metrics.breaker_transitions.labels(name, str(event.state)).inc()
+
+    def state(self, tier: str) -> str:
+        return self._states.get(tier, "closed")
+
+    def retry_after_s(self, tier: str) -> float:
+        opened = self._opened_at.get(tier)
+        if opened is None or self.state(tier) != "opened":
+            return 0.0
+        return max(0.0, opened + self._config[tier].open_s - time.time())
+
+    @asynccontextmanager
+    async def guard(self, tier: str) -> AsyncIterator[None]:
+        """The start of one call to `tier`: raises BreakerOpen without calling when the breaker is open; a server
+        failure inside counts against the tier, a client error does not."""
+        config = self._config[tier]
+        breaker = await self._factory.get_breaker(tier, threshold=config.failures, ttl=config.open_s)
+        try:
+            async with breaker:
+                yield
+        except OpenedState:
+            raise BreakerOpen(tier, max(0.5, self.retry_after_s(tier) or config.open_s)) from None
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {"state": self.state(name), "retry_after_s": round(self.retry_after_s(name), 1)}
+            for name in self._config
+        }
+
+
+class RetryBudget:
+    """Retries allowed: `ratio` of the requests of the last `window_s`, and at least `minimum` per window."""
+
+    def __init__(self, ratio: float, minimum: int, window_s: float = 10.0) -> None:
+        self._ratio = ratio
+        self._minimum = minimum
+        self._window_s = window_s
+        self._requests: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        for events in (self._requests, self._retries):
+            while events and events[0] < now - self._window_s:
+                events.popleft()
+
+    def request(self) -> None:
+        self._requests.append(time.monotonic())
+
+    def try_spend(self) -> bool:
+        now = time.monotonic()
+        self._trim(now)
+        if len(self._retries) >= max(self._minimum, int(self._ratio * len(self._requests))):
+            return False
+        self._retries.append(now)
+        return True

@@ -1,0 +1,133 @@
+"""Retries, fallback chains, circuit breakers and first-token deadlines before the first byte (fake tiers)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.fakes import FakeTier
+from tests.unit.gateway_stack import Stack, StackFactory
+
+
+def sample(stack: Stack, name: str, **labels: str) -> float | None:
+    return stack.metrics.registry.get_sample_value(name, labels)
+
+
+def quick(retries: int = 0, fallback: list[str] | None = None, **breaker: Any) -> dict[str, Any]:
+    return {
+        "reliability": {
+            "retries": retries,
+            "backoff_s": 0.001,
+            "backoff_max_s": 0.01,
+            "fallback": fallback or [],
+            "breaker": {"failures": 3, "open_s": 0.3, **breaker},
+        }
+    }
+
+
+async def test_a_call_that_fails_before_its_first_byte_is_retried(make_stack: StackFactory) -> None:
+    small = FakeTier(["Paris."], fail_first=1)
+    stack = await make_stack(small=small, cache=False, tier_options={"small": quick(retries=2)})
+    response = await stack.chat()
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == "Paris."
+    assert small.calls == 2
+    assert sample(stack, "tierserve_retries_total", tier="small", outcome="retried") == 1
+
+
+async def test_a_client_error_is_never_retried_nor_sent_elsewhere(make_stack: StackFactory) -> None:
+    small = FakeTier(error=FakeTier.context_length_error())
+    large = FakeTier()
+    stack = await make_stack(
+        small=small, large=large, cache=False, tier_options={"small": quick(retries=2, fallback=["large"])}
+    )
+    response = await stack.chat()
+    assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
+    assert small.calls == 1 and large.calls == 0
+
+
+async def test_a_pinned_model_falls_back_down_its_chain(make_stack: StackFactory) -> None:
+    large = FakeTier(fail="start")
+    small = FakeTier(["from small"])
+    stack = await make_stack(
+        small=small, large=large, cache=False, tier_options={"large": quick(retries=1, fallback=["small"])}
+    )
+    response = await stack.chat(model="large")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tierserve-fallback-from"] == "large"
+    assert response.headers["x-tierserve-tier"] == "small"
+    assert response.json()["choices"][0]["message"]["content"] == "from small"
+    assert large.calls == 2  # the first try and one retry, then the chain
+    assert sample(stack, "tierserve_fallbacks_total", from_tier="large", to_tier="small", reason="tier_unavailable")
+
+
+async def test_the_breaker_opens_refuses_without_calling_then_probes_and_closes(make_stack: StackFactory) -> None:
+    large = FakeTier(fail="start")
+    stack = await make_stack(large=large, cache=False, tier_options={"large": quick(failures=3, open_s=0.3)})
+    for _ in range(3):
+        assert (await stack.chat(model="large")).status_code == 503
+    assert large.calls == 3
+    refused = await stack.chat(model="large")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "circuit_open"
+    assert refused.headers["retry-after"] == "1"
+    assert large.calls == 3  # open: no call was made
+    assert sample(stack, "tierserve_breaker_state", tier="large") == 2
+    health = (await stack.client.get("/health")).json()
+    assert health["breakers"]["large"]["state"] == "opened"
+    await asyncio.sleep(0.35)
+    large.fail = None  # the tier is back: the first request after open_s probes it and closes the breaker
+    assert (await stack.chat(model="large")).status_code == 200
+    assert sample(stack, "tierserve_breaker_state", tier="large") == 0
+    assert large.calls == 4
+
+
+async def test_an_open_breaker_sends_traffic_to_the_fallback_without_calling(make_stack: StackFactory) -> None:
+    large = FakeTier(fail="start")
+    small = FakeTier(["ok"])
+    stack = await make_stack(
+        small=small, large=large, cache=False, tier_options={"large": quick(fallback=["small"], failures=2)}
+    )
+    for _ in range(4):
+        response = await stack.chat(model="large")
+        assert response.status_code == 200 and response.headers["x-tierserve-fallback-from"] == "large"
+    assert large.calls == 2  # after two failures the breaker opened: the last two went straight to small
+    assert small.calls == 4
+
+
+async def test_a_first_token_deadline_moves_the_request_to_the_fallback(make_stack: StackFactory) -> None:
+    large = FakeTier(["never"], hold_after=0)  # accepts, then says nothing
+    small = FakeTier(["in time"])
+    options = quick(fallback=["small"])
+    options["reliability"]["first_token_timeout_s"] = 0.2
+    stack = await make_stack(small=small, large=large, cache=False, tier_options={"large": options})
+    for stream in (False, True):
+        response = await stack.chat(model="large", stream=stream)
+        assert response.status_code == 200
+        assert response.headers["x-tierserve-fallback-from"] == "large"
+        assert "in time" in response.text
+    assert large.closed == 2  # each abandoned call was closed (vLLM aborts it)
+    large.release()
+
+
+async def test_without_a_fallback_a_missed_first_token_is_a_504(make_stack: StackFactory) -> None:
+    large = FakeTier(["never"], hold_after=0)
+    options = quick()
+    options["reliability"]["first_token_timeout_s"] = 0.2
+    stack = await make_stack(large=large, cache=False, tier_options={"large": options})
+    response = await stack.chat(model="large")
+    assert response.status_code == 504 and response.json()["error"]["code"] == "first_token_timeout"
+    large.release()
+
+
+async def test_retries_stop_when_the_budget_is_spent(make_stack: StackFactory) -> None:
+    small = FakeTier(fail="start")
+    stack = await make_stack(
+        small=small,
+        cache=False,
+        gateway={"retry_budget_ratio": 0.0, "retry_budget_min": 1},
+        tier_options={"small": quick(retries=3, failures=50)},
+    )
+    assert (await stack.chat()).status_code == 503
+    assert small.calls == 2  # one retry allowed in the window
+    assert (await stack.chat()).status_code == 503
+    assert small.calls == 3  # none left
+    assert sample(stack, "tierserve_retries_total", tier="small", outcome="budget_exhausted") == 2
