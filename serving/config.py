@@ -96,6 +96,22 @@ class BreakerConfig(_Strict):
     open_s: float = Field(default=10.0, gt=0, description="How long an open breaker refuses before probing.")
 
 
+class ShedConfig(_Strict):
+    """Load shedding per tier, in each gateway replica: requests in flight to the tier are bounded by a limit that
+    adapts to the TTFT they get (AIMD): it shrinks by 10 % while admitted requests' first token comes later than
+    `ttft_target_s` and grows back by one per limit's worth of timely ones. Past the limit a request is answered at
+    once (503 + Retry-After) instead of queuing; past three quarters of it, a tenant holding more than its share of
+    the tier is refused first (429), so one tenant's burst does not shed the others."""
+
+    enabled: bool = Field(default=True, description="Bound the requests in flight to this tier.")
+    ttft_target_s: float = Field(default=5.0, gt=0, description="The TTFT admitted requests should get.")
+    initial_limit: int | None = Field(
+        default=None, ge=1, description="Starting limit; unset: replicas x max_ongoing_requests (what they can run)."
+    )
+    min_limit: int = Field(default=2, ge=1, description="The limit never shrinks below this.")
+    max_limit: int | None = Field(default=None, ge=1, description="Nor grows above this; unset: 2x the initial.")
+
+
 class TierReliability(_Strict):
     """Deadlines, retries and fallbacks of one tier."""
 
@@ -116,6 +132,7 @@ class TierReliability(_Strict):
         "(pinned models too); the answer carries x-tierserve-fallback-from.",
     )
     breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker.")
+    shed: ShedConfig = Field(default_factory=ShedConfig, description="Load shedding (adaptive admission bound).")
 
 
 class TierConfig(_Strict):

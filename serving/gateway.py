@@ -1,6 +1,6 @@
 """The gateway: one request through a pipeline of small stages (serving/pipeline/), free of Ray and HTTP.
 
-    admission -> limits -> cache_lookup -> route -> dispatch -> respond
+    admission -> limits -> cache_lookup -> route -> shed -> dispatch -> respond
     on a complete answer: cache_store, then observe (metrics, cost, the trace's end)
     once it has ended, whatever way: the closers (limits: settle the budgets, free the slot, write the ledger)
 
@@ -37,6 +37,7 @@ from serving.pipeline.limits import Limits
 from serving.pipeline.observe import Observe
 from serving.pipeline.respond import Respond
 from serving.pipeline.route import Route
+from serving.pipeline.shed import Shed
 from serving.protocol import ModelCard, ModelList
 from serving.reliability import Breakers
 from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
@@ -229,6 +230,7 @@ def build_gateway(
     stages += [
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),
+        Shed(config),
         dispatch,
         respond,
     ]

@@ -116,6 +116,18 @@ class GatewayMetrics:
             ["from_tier", "to_tier", "reason"],
             registry=self.registry,
         )
+        self.shed = Counter(
+            "tierserve_shed",
+            "Requests refused at once because their tier was full (overloaded) or their tenant over its share.",
+            ["tier", "reason"],
+            registry=self.registry,
+        )
+        self.shed_limit = Gauge(
+            "tierserve_shed_limit",
+            "The adaptive in-flight limit of each tier in this gateway replica.",
+            ["tier"],
+            registry=self.registry,
+        )
         self.unmetered = Gauge(
             "tierserve_unmetered_settlements",
             "Settlements of requests served while Redis was down, waiting to be written.",

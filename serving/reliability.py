@@ -114,3 +114,67 @@ class RetryBudget:
             return False
         self._retries.append(now)
         return True
+
+
+class TierLoad:
+    """Requests in flight to one tier from this gateway replica, bounded by an AIMD limit driven by their TTFT."""
+
+    def __init__(self, initial: int, minimum: int, maximum: int, ttft_target_s: float) -> None:
+        self.limit = float(initial)
+        self._min, self._max = minimum, maximum
+        self._target = ttft_target_s
+        self.inflight = 0
+        self.by_tenant: dict[str, int] = {}
+        self._last_decrease = 0.0
+        self._service_s = ttft_target_s  # an estimate of one request's time on the tier, for Retry-After
+        self._seen: dict[str, float] = {}  # tenant -> when it last asked for this tier
+
+    def _others_active(self, tenant: str, now: float) -> bool:
+        """Another tenant asked for this tier within the last minute (alone, a tenant may use all of it)."""
+        for other, seen in list(self._seen.items()):
+            if now - seen > 60:
+                del self._seen[other]
+            elif other != tenant:
+                return True
+        return False
+
+    def admit(self, tenant: str) -> str | None:
+        """None when admitted; else why not: `overloaded` (the tier is full) or `tenant_share`. Past three quarters
+        full, while other tenants have used the tier within the last minute, a tenant may hold at most
+        limit / (active tenants + 1): the last quarter stays for the others, so one tenant's burst is refused before
+        anyone else is. A tenant alone may use the whole tier."""
+        limit = max(self._min, int(self.limit))
+        now = time.monotonic()
+        self._seen[tenant] = now
+        if self.inflight >= limit:
+            return "overloaded"
+        if self.inflight >= 0.75 * limit and self._others_active(tenant, now):
+            tenants = len(self.by_tenant) + (0 if tenant in self.by_tenant else 1)
+            if self.by_tenant.get(tenant, 0) >= max(1, limit // (tenants + 1)):
+                return "tenant_share"
+        self.inflight += 1
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
+        return None
+
+    def release(self, tenant: str, ttft_s: float | None, elapsed_s: float) -> None:
+        self.inflight -= 1
+        left = self.by_tenant.get(tenant, 1) - 1
+        if left:
+            self.by_tenant[tenant] = left
+        else:
+            self.by_tenant.pop(tenant, None)
+        self._service_s = 0.9 * self._service_s + 0.1 * elapsed_s
+        if ttft_s is None:
+            return
+        now = time.monotonic()
+        if ttft_s > self._target:
+            # At most one decrease per target interval: a burst of late answers is one signal, not twenty.
+            if now - self._last_decrease >= self._target:
+                self.limit = max(self._min, self.limit * 0.9)
+                self._last_decrease = now
+        else:
+            self.limit = min(self._max, self.limit + 1 / max(self.limit, 1.0))
+
+    def retry_after_s(self) -> int:
+        """Until a slot is likely free: one request's time on the tier, spread over the slots (at least 1 s)."""
+        return max(1, int(self._service_s / max(self.limit, 1.0) * max(1, self.inflight - int(self.limit) + 1) + 0.999))

@@ -106,6 +106,11 @@ class FakeTier:
     def release(self) -> None:
         self._gate.set()
 
+    def rearm(self) -> None:
+        """Hold the next generations again (after a release)."""
+        self._gate.clear()
+        self.holding.clear()
+
     @staticmethod
     def context_length_error(
         message: str = "This model's maximum context length is 2048 tokens.",

@@ -131,3 +131,74 @@ async def test_retries_stop_when_the_budget_is_spent(make_stack: StackFactory) -
     assert (await stack.chat()).status_code == 503
     assert small.calls == 3  # none left
     assert sample(stack, "tierserve_retries_total", tier="small", outcome="budget_exhausted") == 2
+
+
+async def test_a_full_tier_sheds_at_once_with_retry_after(make_stack: StackFactory) -> None:
+    small = FakeTier(["a", "b"], hold_after=1)
+    options = {"reliability": {"shed": {"initial_limit": 2, "min_limit": 1}}}
+    stack = await make_stack(small=small, cache=False, tier_options={"small": options})
+    held = [asyncio.create_task(stack.chat(content=f"q{i}", stream=True)) for i in range(2)]
+    await asyncio.wait_for(small.holding.wait(), 5)
+    while small.calls < 2:
+        await asyncio.sleep(0.01)
+    shed = await stack.chat(content="one more", headers={"authorization": "Bearer sk-beta"})
+    assert shed.status_code == 503 and shed.json()["error"]["code"] == "overloaded"
+    assert int(shed.headers["retry-after"]) >= 1
+    assert small.calls == 2  # answered without reaching the tier
+    small.release()
+    assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+    assert (await stack.chat(content="after")).status_code == 200
+    assert sample(stack, "tierserve_shed_total", tier="small", reason="overloaded") == 1
+
+
+async def test_a_tenants_burst_is_shed_before_another_tenants_request(make_stack: StackFactory) -> None:
+    small = FakeTier(["a", "b"], hold_after=1)
+    options = {"reliability": {"shed": {"initial_limit": 4}}}
+    stack = await make_stack(small=small, cache=False, tier_options={"small": options})
+    first_beta = asyncio.create_task(stack.chat(content="beta 0", headers={"authorization": "Bearer sk-beta"}))
+    await asyncio.wait_for(small.holding.wait(), 5)
+    small.release()
+    assert (await first_beta).status_code == 200  # beta has used the tier lately
+    small.rearm()
+    burst = [asyncio.create_task(stack.chat(content=f"alpha {i}", stream=True)) for i in range(3)]
+    await asyncio.wait_for(small.holding.wait(), 5)
+    while small.calls < 4:
+        await asyncio.sleep(0.01)
+    # Alone, alpha took three quarters of the tier; its next request is refused, beta's still gets the last slot.
+    over_share = await stack.chat(content="alpha again")
+    assert over_share.status_code == 429 and over_share.json()["error"]["code"] == "tenant_share_exceeded"
+    assert int(over_share.headers["retry-after"]) >= 1
+    beta = asyncio.create_task(stack.chat(content="beta", headers={"authorization": "Bearer sk-beta"}, stream=True))
+    while small.calls < 5:
+        await asyncio.sleep(0.01)
+    full = await stack.chat(content="beta 2", headers={"authorization": "Bearer sk-beta"})
+    assert full.status_code == 503 and full.json()["error"]["code"] == "overloaded"
+    small.release()
+    assert [r.status_code for r in await asyncio.gather(*burst, beta)] == [200, 200, 200, 200]
+
+
+async def test_a_tenant_alone_may_use_the_whole_tier(make_stack: StackFactory) -> None:
+    small = FakeTier(["a", "b"], hold_after=1)
+    stack = await make_stack(
+        small=small, cache=False, tier_options={"small": {"reliability": {"shed": {"initial_limit": 4}}}}
+    )
+    held = [asyncio.create_task(stack.chat(content=f"alpha {i}", stream=True)) for i in range(4)]
+    await asyncio.wait_for(small.holding.wait(), 5)
+    while small.calls < 4:
+        await asyncio.sleep(0.01)
+    assert (await stack.chat(content="fifth")).json()["error"]["code"] == "overloaded"  # full, not over a share
+    small.release()
+    assert [r.status_code for r in await asyncio.gather(*held)] == [200] * 4
+
+
+def test_the_limit_shrinks_when_first_tokens_come_late_and_grows_back() -> None:
+    from serving.reliability import TierLoad
+
+    load = TierLoad(initial=20, minimum=2, maximum=40, ttft_target_s=0.0001)
+    assert load.admit("t") is None
+    load.release("t", ttft_s=1.0, elapsed_s=1.0)  # late
+    assert load.limit == 18
+    for _ in range(200):
+        assert load.admit("t") is None
+        load.release("t", ttft_s=0.00001, elapsed_s=0.01)  # timely
+    assert 18 < load.limit <= 40

@@ -20,6 +20,9 @@ from tests.unit.gateway_stack import Stack, StackFactory, chat_body
 ADMIN_KEY = "admin-key-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 OPEN: dict[str, Any] = {"api_keys": {}}
+# The rate-limit tests send more at once than the fake tier's shedding limit (32) would admit for one tenant:
+# shedding has its own tests (test_failover.py); here the limits alone decide.
+NO_SHED = {"small": {"reliability": {"shed": {"enabled": False}}}}
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -102,8 +105,8 @@ async def test_keys_are_not_readable_in_redis(make_stack: StackFactory, redis_ur
 
 async def test_requests_per_minute_hold_across_two_gateways(make_stack: StackFactory) -> None:
     """100 concurrent requests against a key limited to 30 a minute, spread over two gateways: 30 admitted."""
-    first = await make_stack(admin_key=ADMIN_KEY, cache=False)
-    second = await make_stack(admin_key=ADMIN_KEY, cache=False)
+    first = await make_stack(admin_key=ADMIN_KEY, cache=False, tier_options=NO_SHED)
+    second = await make_stack(admin_key=ADMIN_KEY, cache=False, tier_options=NO_SHED)
     key, _ = await create_key(first, rpm=30)
     responses = await asyncio.gather(*(ask((first, second)[i % 2], key, content=f"q{i}") for i in range(100)))
     statuses = [r.status_code for r in responses]
@@ -154,7 +157,7 @@ async def test_a_budget_holds_under_a_race_and_the_ledger_is_the_settled_spend(
     """50 concurrent requests against a budget that covers 10 worst cases: spend never passes budget plus one
     reservation, and the ledger sums to what the budget settled."""
     small = FakeTier(["x"] * 4, hold_after=2)
-    stack = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False)
+    stack = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False, tier_options=NO_SHED)
     body_size = len(httpx.Request("POST", "http://t", json=chat_body(content="q00", max_tokens=16)).content)
     worst = ((body_size + 16) * 1.0 + 16 * 2.0) / 1000  # small: 1 USD per 1k prompt, 2 per 1k completion tokens
     key, key_id = await create_key(stack, budget_usd=round(worst * 10 + 1e-6, 6), budget_window="day")
@@ -247,8 +250,8 @@ async def test_redis_down_serves_unmetered_then_settles(make_stack: StackFactory
 async def test_tokens_per_minute_hold_across_two_gateways(make_stack: StackFactory) -> None:
     """Concurrent requests all in flight at admission: exactly as many as their prompt estimates fit are admitted."""
     small = FakeTier(["a", "b"], hold_after=1)
-    first = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False)
-    second = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False)
+    first = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False, tier_options=NO_SHED)
+    second = await make_stack(admin_key=ADMIN_KEY, small=small, cache=False, tier_options=NO_SHED)
     body = chat_body(content="q00", stream=True)
     estimate = -(-len(httpx.Request("POST", "http://t", json=body).content) // 4) + 4  # what admission charges
     key, _ = await create_key(first, tpm=estimate * 12)
