@@ -54,9 +54,10 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, max_tokens: int)
     }
 
 
-async def _wave(url: str, model: str, concurrency: int, max_tokens: int) -> dict[str, Any]:
+async def _wave(url: str, model: str, concurrency: int, max_tokens: int, key: str) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    async with httpx.AsyncClient(timeout=600, limits=limits, headers=headers) as client:
         results = await asyncio.gather(*(_one(client, url, model, max_tokens) for _ in range(concurrency)))
     admitted = [r for r in results if r["status"] == 200]
     refused = [r for r in results if r["status"] in (429, 503)]
@@ -73,11 +74,11 @@ async def _wave(url: str, model: str, concurrency: int, max_tokens: int) -> dict
     }
 
 
-async def _run(url: str, model: str, waves: list[int], max_tokens: int) -> dict[str, Any]:
-    baseline = await _wave(url, model, 1, max_tokens)
+async def _run(url: str, model: str, waves: list[int], max_tokens: int, key: str) -> dict[str, Any]:
+    baseline = await _wave(url, model, 1, max_tokens, key)
     out: dict[str, Any] = {"url": url, "model": model, "max_tokens": max_tokens, "unloaded": baseline, "waves": []}
     for concurrency in waves:
-        out["waves"].append(await _wave(url, model, concurrency, max_tokens))
+        out["waves"].append(await _wave(url, model, concurrency, max_tokens, key))
         await asyncio.sleep(2)
     return out
 
@@ -88,10 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="small")
     parser.add_argument("--concurrency", default="32,96", help="Comma-separated wave sizes.")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--key", default="", help="API key (a stack with keys refuses requests without one).")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     waves = [int(x) for x in args.concurrency.split(",") if x]
-    result = asyncio.run(_run(args.url, args.model, waves, args.max_tokens))
+    result = asyncio.run(_run(args.url, args.model, waves, args.max_tokens, args.key))
     print(json.dumps(result, indent=2))
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
