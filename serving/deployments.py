@@ -76,6 +76,10 @@ class ModelServer:
         ok, generate_ms = await probe(self._engine, self._replica)
         return ProbeResult(ok=ok, replica=self._replica, generate_ms=generate_ms)
 
+    async def unfinished(self) -> int:
+        """Requests this replica's engine is still generating: a client that went away must not leave one."""
+        return self._engine.unfinished()
+
     async def check_health(self) -> None:
         # Ray Serve calls this periodically; raising makes it replace the replica.
         await self._engine.check_health()

@@ -30,6 +30,8 @@ class TierEngine(Protocol):
 
     async def check_health(self) -> None: ...
 
+    def unfinished(self) -> int: ...
+
     def shutdown(self) -> None: ...
 
 
@@ -295,6 +297,10 @@ class VLLMServingEngine:
             await self._engine.check_health()
         except EngineDeadError as error:
             raise EngineDead(str(error)) from error
+
+    def unfinished(self) -> int:
+        """Requests the engine is still generating (an aborted one leaves at once)."""
+        return int(self._engine.get_num_unfinished_requests())
 
     def shutdown(self) -> None:
         self._engine.shutdown()

@@ -175,3 +175,36 @@ def test_salted_prompts_generate_the_same_answer(tier_handle: Any) -> None:
         for salt in (None, "alpha", "beta")
     ]
     assert texts[0] and texts[0] == texts[1] == texts[2]
+
+
+def test_a_dropped_stream_is_aborted_in_the_engine(tier_handle: Any) -> None:
+    """The gateway cancels the tier's stream when its client goes away (RayTier.generate); the engine must then
+    stop generating: its unfinished count falls back to zero long before the answer would have ended."""
+    import time
+
+    request = TierRequest(
+        endpoint="chat",
+        body=json.dumps(
+            {
+                "model": "small",
+                "messages": [{"role": "user", "content": "Count from one to one thousand, in words."}],
+                "max_tokens": 1500,
+                "min_tokens": 1500,
+                "temperature": 0.0,
+                "stream": True,
+            }
+        ).encode(),
+        request_id=f"it-{uuid.uuid4().hex[:12]}",
+    )
+    responses = tier_handle.options(stream=True).generate.remote(request)
+    seen = 0
+    for event in responses:
+        seen += isinstance(event, TierDelta)
+        if seen >= 5:
+            break
+    assert tier_handle.unfinished.remote().result() == 1  # generating
+    responses.cancel()
+    started = time.monotonic()
+    while tier_handle.unfinished.remote().result() != 0:
+        assert time.monotonic() - started < 10, "the engine kept generating for a stream nobody reads"
+        time.sleep(0.1)
