@@ -1,5 +1,6 @@
-"""Keys, limits and budgets on a real stack: two gateway replicas in Ray Serve, a real vLLM tier, a Redis started
-here (so the test can dump it). Keys are made with the `tierserve keys` command, as an operator would."""
+"""Keys, limits and budgets on a real stack: two gateway replicas in Ray Serve, real vLLM tiers, a Redis started
+here (so the test can dump it). Keys are made with the `tierserve keys` command, as an operator would. Last, the
+`large` tier's replica is killed by pid under requests, which its fallback chain must absorb."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis
 import yaml
@@ -32,6 +34,7 @@ class TenancyStack:
     url: str
     redis: LocalRedis
     data: Path
+    pid: int  # the `tierserve serve` process: its descendants are this stack's Ray processes
 
     def keys(self, *args: str) -> dict[str, Any]:
         """`tierserve keys ... --json` against this stack."""
@@ -59,11 +62,24 @@ def tenancy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenancyS
                 "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 128},
                 "price_per_1k_prompt_tokens": 0.5,
                 "price_per_1k_completion_tokens": 1.0,
-            }
+            },
+            {
+                "name": "large",
+                "model": "gemma-3-270m",
+                "prepared": "gemma3-270m",
+                "stop": ["\nUser:"],
+                "engine": {"max_model_len": 2048},
+                "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 16},
+                "reliability": {"fallback": ["small"], "first_token_timeout_s": 8, "breaker": {"failures": 2}},
+            },
         ],
-        "router": {"thresholds": []},
+        "router": {"thresholds": [0.99]},
         "cache": {"enabled": False, "redis": {"url": own_redis.url}},
-        "gateway": {"deployment": {"num_replicas": 2, "num_cpus": 0.25, "max_ongoing_requests": 256}},
+        "gateway": {
+            "deployment": {"num_replicas": 2, "num_cpus": 0.25, "max_ongoing_requests": 256},
+            "health_timeout_s": 5,
+            "health_cache_s": 1,
+        },
         "tenancy": {"key_cache_s": 0.5},
         "ray": {"num_cpus": 4},
     }
@@ -84,7 +100,7 @@ def tenancy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenancyS
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process, log)
-        yield TenancyStack(url=url, redis=own_redis, data=folder / "redis")
+        yield TenancyStack(url=url, redis=own_redis, data=folder / "redis", pid=process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -168,3 +184,36 @@ def test_revocation_reaches_every_replica_within_a_second_and_keys_are_hashed_at
     assert key.split("-", 2)[2].encode() not in dumped
     shown = tenancy_stack.keys("show", created["id"])
     assert shown["record"]["revoked"] is True and "digest" not in shown["record"]
+
+
+def test_a_killed_tier_replica_is_absorbed_by_its_fallback(tenancy_stack: TenancyStack) -> None:
+    """kill -9 of `large`'s only replica: Ray Serve holds its requests until a new replica is up (tens of seconds on
+    CPU); the first-token deadline (8 s) moves them to `small`, the breaker opens after two, and the rest go to
+    `small` at once. /health names `large` within the health period. No request fails."""
+    key = tenancy_stack.keys("create", "--tenant", "chaos")["key"]
+    assert _ask_model(tenancy_stack.url, key, "large", 0).status_code == 200
+    replicas = [
+        p for p in psutil.Process(tenancy_stack.pid).children(recursive=True)
+        if "ServeReplica:tierserve:tier-large" in " ".join(p.cmdline())
+    ]  # fmt: skip
+    assert len(replicas) == 1
+    replicas[0].kill()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(lambda i: _ask_model(tenancy_stack.url, key, "large", i), range(12)))
+    assert [r.status_code for r in responses] == [200] * 12, [r.text[:200] for r in responses]
+    assert all(r.headers["x-tierserve-fallback-from"] == "large" for r in responses)
+    assert all(r.headers["x-tierserve-tier"] == "small" for r in responses)
+    assert time.monotonic() - started < 60
+    health = httpx.get(f"{tenancy_stack.url}/health", timeout=30)
+    assert health.status_code == 503 and "large" in health.json()["failing"]
+    # Each gateway replica keeps its own breaker; the health answer comes from either of them.
+    states = {
+        httpx.get(f"{tenancy_stack.url}/health", timeout=30).json()["breakers"]["large"]["state"] for _ in range(6)
+    }
+    assert states & {"opened", "half-opened"}, states
+
+
+def _ask_model(url: str, key: str, model: str, i: int) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": f"Say hi #{i}"}], "max_tokens": 4}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=300)
