@@ -89,10 +89,16 @@ class EngineConfig(_Strict):
 
 
 class BreakerConfig(_Strict):
-    """The tier's circuit breaker in each gateway replica (purgatory): open after `failures` failures in a row,
+    """The tier's circuit breaker in each gateway replica (purgatory): open after `failures` failures in a row, or
+    when at least `failure_ratio` of the calls of the last `window_s` failed (with `min_calls` calls or more);
     refuse calls for `open_s`, then let requests probe (half-open); the first success closes it."""
 
     failures: int = Field(default=5, ge=1, description="Consecutive failures that open the breaker.")
+    failure_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="Share of failed calls in the window that opens the breaker."
+    )
+    min_calls: int = Field(default=20, ge=1, description="Calls in the window before the ratio counts.")
+    window_s: float = Field(default=30.0, gt=0, description="The failure ratio's window.")
     open_s: float = Field(default=10.0, gt=0, description="How long an open breaker refuses before probing.")
 
 

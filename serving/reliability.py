@@ -49,6 +49,7 @@ class Breakers:
         self._metrics = metrics
         self._states: dict[str, str] = {name: "closed" for name in self._config}
         self._opened_at: dict[str, float] = {}
+        self._outcomes: dict[str, deque[tuple[float, bool]]] = {}
         for name in self._config:
             metrics.breaker_state.labels(name).set(0)
 
@@ -81,6 +82,30 @@ class Breakers:
                 yield
         except OpenedState:
             raise BreakerOpen(tier, max(0.5, self.retry_after_s(tier) or config.open_s)) from None
+        except BaseException as error:
+            if not (_client_fault(error) or isinstance(error, asyncio.CancelledError | GeneratorExit)):
+                await self._outcome(tier, failed=True)
+            raise
+        await self._outcome(tier, failed=False)
+
+    async def _outcome(self, tier: str, *, failed: bool) -> None:
+        """The failure ratio over the window: past it (with enough calls), the breaker opens even though the
+        failures were not in a row (purgatory counts consecutive failures only)."""
+        config = self._config[tier]
+        now = time.monotonic()
+        window = self._outcomes.setdefault(tier, deque())
+        window.append((now, failed))
+        while window and window[0][0] < now - config.window_s:
+            window.popleft()
+        if self.state(tier) != "closed" or len(window) < config.min_calls:
+            return
+        if sum(1 for _, bad in window if bad) / len(window) < config.failure_ratio:
+            return
+        breaker = await self._factory.get_breaker(tier, threshold=config.failures, ttl=config.open_s)
+        breaker.context.set_state(OpenedState(tier))
+        while breaker.context.messages:  # tell the listeners (state, metrics) as purgatory itself would
+            await breaker.messagebus.handle(breaker.context.messages.pop(0), breaker.uow)
+        window.clear()
 
     def report(self) -> dict[str, dict[str, Any]]:
         return {

@@ -202,3 +202,24 @@ def test_the_limit_shrinks_when_first_tokens_come_late_and_grows_back() -> None:
         assert load.admit("t") is None
         load.release("t", ttft_s=0.00001, elapsed_s=0.01)  # timely
     assert 18 < load.limit <= 40
+
+
+class Flaky(FakeTier):
+    """Fails every other call before its first event: never twice in a row."""
+
+    async def generate(self, request: Any) -> Any:  # type: ignore[override]
+        self.fail = "start" if self.calls % 2 == 0 else None
+        async for event in super().generate(request):
+            yield event
+
+
+async def test_the_breaker_also_opens_on_a_failure_ratio(make_stack: StackFactory) -> None:
+    small = Flaky(["ok"])
+    options = quick(failures=100, failure_ratio=0.5, min_calls=6, window_s=30)
+    stack = await make_stack(small=small, cache=False, tier_options={"small": options})
+    statuses = [(await stack.chat(content=f"q{i}")).status_code for i in range(6)]
+    assert statuses == [503, 200] * 3  # never two failures in a row
+    assert sample(stack, "tierserve_breaker_state", tier="small") == 2  # yet half failed: open
+    refused = await stack.chat(content="next")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "circuit_open"
+    assert small.calls == 6
