@@ -100,7 +100,7 @@ class Dispatch:
             # A first-token deadline: read up to the first token here, where a miss can still be retried or
             # fall back (nothing has left for the client); what was read is replayed.
             buffered = [ctx.first]
-            while not _settled(buffered[-1]):
+            while not _first_token(buffered[-1]):
                 buffered.append(await self.next_event(ctx))
             ctx.first, rest = buffered[0], buffered[1:]
             ctx.call.events = replay_then(rest, ctx.call.events)
@@ -144,7 +144,7 @@ class Dispatch:
             raise TierUnavailable(f"tier '{call.tier}' is unavailable: {type(error).__name__}") from error
         if isinstance(event, TierFailed):
             raise from_plain(event.status, event.message, event.code, event.param)
-        if _settled(event):
+        if _first_token(event):
             call.first_token_deadline = None
         if isinstance(event, TierDelta):
             if ctx.ttft is None:
@@ -216,6 +216,13 @@ class Dispatch:
         close = getattr(call.events, "aclose", None)
         if close is not None:
             await close()
+
+
+def _first_token(event: TierEvent) -> bool:
+    """The answer has begun: text, a tool call's first piece, or the end."""
+    if isinstance(event, TierDelta):
+        return bool(event.text) or '"tool_calls"' in event.data
+    return isinstance(event, TierFinished)
 
 
 def _settled(event: TierEvent) -> bool:

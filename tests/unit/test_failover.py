@@ -223,3 +223,30 @@ async def test_the_breaker_also_opens_on_a_failure_ratio(make_stack: StackFactor
     refused = await stack.chat(content="next")
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "circuit_open"
     assert small.calls == 6
+
+
+class SlowToolCall(FakeTier):
+    """Streams a tool call's first piece at once (no text), then takes its time over the rest."""
+
+    async def generate(self, request: Any) -> Any:  # type: ignore[override]
+        from serving.contract import TierDelta, TierFinished, TierStarted
+
+        self.calls += 1
+        yield TierStarted(replica="tools-1")
+        call = '{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}'
+        yield TierDelta(
+            data='{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":['
+            + call
+            + "]}}]}"
+        )
+        await asyncio.sleep(0.5)
+        yield TierFinished("tool_calls", 9, 12)
+
+
+async def test_a_tool_call_counts_as_the_first_token(make_stack: StackFactory) -> None:
+    options = quick()
+    options["reliability"]["first_token_timeout_s"] = 0.2
+    stack = await make_stack(small=SlowToolCall(), cache=False, tier_options={"small": options})
+    response = await stack.chat(stream=True)
+    assert response.status_code == 200 and "get_weather" in response.text
+    assert "first_token_timeout" not in response.text
