@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,20 +87,24 @@ def collector() -> Iterator[Collector]:
     server.server_close()
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
+@contextmanager
+def running_stack(config: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`tierserve serve --config CONFIG` on a free port, as a user starts it, until it answers /health; stopped
+    with Ctrl-C's signal afterwards. Yields the process; its `args` end with the port."""
     port = free_port()
-    folder = tmp_path_factory.mktemp("stack")
-    log = folder / "tierserve.log"
-    config = traced_config(folder, collector.endpoint)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    environment = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     cli = [sys.executable, "-m", "commands.main", "serve", "--config", str(config), "--port", str(port)]
     with log.open("wb") as sink:
-        process = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(cli, cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        wait_ready(url, process, log)
-        yield Stack(url=url, process=process, log=log, collector=collector)
+        wait_ready(stack_url(process), process, log)
+        yield process
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends: the CLI shuts Serve and Ray down
         try:
@@ -107,3 +112,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Ite
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stack_url(process: subprocess.Popen[bytes]) -> str:
+    return f"http://127.0.0.1:{process.args[-1]}"  # type: ignore[index]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp("stack")
+    log = folder / "tierserve.log"
+    with running_stack(traced_config(folder, collector.endpoint), log) as process:
+        yield Stack(url=stack_url(process), process=process, log=log, collector=collector)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,8 +21,8 @@ import pytest
 import redis
 import yaml
 
-from serving.redis_server import LocalRedis, free_port
-from tests.e2e.conftest import ROOT, wait_ready
+from serving.redis_server import LocalRedis
+from tests.e2e.conftest import ROOT, running_stack, stack_url
 
 ADMIN_KEY = "e2e-admin-key-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -85,29 +84,10 @@ def tenancy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenancyS
     }
     path = folder / "tenancy.yaml"
     path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = folder / "tierserve.log"
-    env = {
-        **os.environ,
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "TIERSERVE_ADMIN_KEY": ADMIN_KEY,
-    }
-    cli = [sys.executable, "-m", "commands.main", "serve", "--config", str(path), "--port", str(port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process, log)
-        yield TenancyStack(url=url, redis=own_redis, data=folder / "redis", pid=process.pid)
+        with running_stack(path, folder / "tierserve.log", {"TIERSERVE_ADMIN_KEY": ADMIN_KEY}) as process:
+            yield TenancyStack(url=stack_url(process), redis=own_redis, data=folder / "redis", pid=process.pid)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         own_redis.stop()
 
 
