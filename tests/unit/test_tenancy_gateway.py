@@ -36,6 +36,17 @@ async def create_key(stack: Stack, **fields: Any) -> tuple[str, str]:
     return body["key"], body["id"]
 
 
+def counter_sum(stack: Stack, name: str) -> float:
+    """A counter's total over all its labels, as a Prometheus `sum(...)` would give it."""
+    return sum(
+        sample.value
+        for metric in stack.metrics.registry.collect()
+        if metric.name == name
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
 async def ask(stack: Stack, key: str | None, **body: Any) -> httpx.Response:
     headers = bearer(key) if key is not None else {}
     return await stack.client.post("/v1/chat/completions", json=chat_body(**body), headers=headers)
@@ -193,22 +204,8 @@ async def test_cost_report_reconciles_with_the_prometheus_counters(make_stack: S
     report = (await stack.client.get("/admin/cost", params={"by": "tier", "since": "1h"}, headers=ADMIN)).json()
     by_tier = {row["group"]: row for row in report["rows"]}
     assert by_tier["cache"]["requests"] == 2 and by_tier["small"]["requests"] == 3
-    metrics = stack.metrics.registry
-    counted = sum(
-        sample.value
-        for metric in metrics.collect()
-        if metric.name == "tierserve_cost_usd"
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    )
-    assert report["total"]["cost_usd"] == pytest.approx(counted, abs=1e-5)
-    saved = sum(
-        sample.value
-        for metric in metrics.collect()
-        if metric.name == "tierserve_cost_saved_usd"
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    )
+    assert report["total"]["cost_usd"] == pytest.approx(counter_sum(stack, "tierserve_cost_usd"), abs=1e-5)
+    saved = counter_sum(stack, "tierserve_cost_saved_usd")
     total = report["total"]
     assert total["saved_by_cache_usd"] + total["saved_by_routing_usd"] == pytest.approx(saved, abs=1e-5)
     assert by_tier["cache"]["cost_usd"] > 0  # hits cost the cache's price
