@@ -4,6 +4,7 @@ what each stage decided (the cache's verdict, the route, the live call)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from serving.metrics import GatewayMetrics
 from serving.tenancy import Principal, Ticket
 from serving.tenancy.pricing import Charge
 from serving.tracing import RequestTrace
+
+logger = logging.getLogger(__name__)
 
 OPEN = Principal(tenant="default", key_id="open")
 
@@ -114,7 +117,11 @@ class RequestContext:
             await self.on_tokens(count)
 
     async def close(self) -> None:
-        """Whatever way the request ended, once: the closers run (settle budgets, free limits, ledger)."""
+        """Whatever way the request ended, once: the closers run (settle budgets, free limits, ledger). A closer's
+        failure is logged, never the request's: the answer has been made, or the error given, already."""
         closers, self.closers = self.closers, []
         for closer in closers:
-            await closer(self)
+            try:
+                await closer(self)
+            except Exception:
+                logger.exception("closing request %s failed", self.job.request_id)

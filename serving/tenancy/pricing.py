@@ -47,8 +47,13 @@ class Prices:
 
     def worst_case(self, model: str, body_bytes: int, messages: int, max_tokens: int | None, choices: int) -> int:
         """The most this request can cost: a prompt-token bound plus every completion token it may ask for, on the
-        dearest tier it can reach (any tier for `auto`: escalation can go up), or as a cache hit."""
-        tiers = list(self._tiers.values()) if model == AUTO_MODEL else [self._tiers[model]]
+        dearest tier it can reach (any tier for `auto`: escalation can go up; a pinned tier or any of its fallback
+        chain), or as a cache hit."""
+        if model == AUTO_MODEL:
+            tiers = list(self._tiers.values())
+        else:
+            pinned = self._tiers[model]
+            tiers = [pinned, *(self._tiers[name] for name in pinned.reliability.fallback)]
         prompt = prompt_token_bound(body_bytes, messages)
         worst = 0
         for tier in tiers:

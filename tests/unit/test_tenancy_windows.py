@@ -190,3 +190,28 @@ async def test_the_meter_refuses_without_consuming_the_scopes_that_passed(redis_
     ticket = await meter.admit(other_tenant, "r4", 10)
     assert ticket.headers["x-ratelimit-remaining-requests"] == "2"
     await client.aclose()
+
+
+def test_the_worst_case_covers_every_tier_a_request_can_reach() -> None:
+    from serving.config import parse_config
+    from serving.tenancy.pricing import Prices
+
+    def config(fallback: list[str]) -> Prices:
+        stack = parse_config(
+            {
+                "tiers": [
+                    {"name": "cheap", "model": "a", "price_per_1k_completion_tokens": 1.0,
+                     "reliability": {"fallback": fallback}},
+                    {"name": "dear", "model": "b", "price_per_1k_completion_tokens": 10.0},
+                ],
+                "router": {"thresholds": [0.5]},
+            }
+        )  # fmt: skip
+        return Prices(stack, stack.tenancy)
+
+    alone, chained = config([]), config(["dear"])
+    # 100 completion tokens: 0.1 USD on `cheap`, 1 USD on `dear` (its fallback), in micro-dollars.
+    assert alone.worst_case("cheap", 10, 1, 100, 1) == 100_000
+    assert chained.worst_case("cheap", 10, 1, 100, 1) == 1_000_000
+    assert alone.worst_case("auto", 10, 1, 100, 1) == 1_000_000  # auto may escalate to the dearest
+    assert alone.answered("cache", 10, 100).cost_micro == 0  # no cache price configured
