@@ -6,11 +6,13 @@ from __future__ import annotations
 from cache.cli import add_eval_command
 from commands.keys import build_cost_app, build_keys_app
 from commands.router import build_router_app
+from loadtest.chaos import add_chaos_command
 from loadtest.cli import add_loadtest_command
 from serving.cli import app, cache_app, first_api_key
 
 add_eval_command(cache_app)  # tierserve cache eval --pairs FILE.jsonl
 add_loadtest_command(app, first_api_key)  # tierserve loadtest --scenario NAME (Locust runs in its own process)
+add_chaos_command(app)  # tierserve chaos --scenario NAME (load a running stack, kill one of its processes)
 app.add_typer(build_router_app(), name="router")  # tierserve router train|eval|calibrate|explain
 app.add_typer(build_keys_app(), name="keys")  # tierserve keys create|list|show|update|revoke|rotate
 app.add_typer(build_cost_app(), name="cost")  # tierserve cost report
