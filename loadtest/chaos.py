@@ -130,7 +130,7 @@ def reckon(records: list[RequestRecord], killed_at: float) -> dict[str, Any]:
         "lost_after_acknowledgement": sum(1 for r in failed if r.status == 200),
         "failed_sent_after_kill": sum(1 for r in failed if r.start >= killed_at),
         "sent_after_kill": sum(1 for r in records if r.start >= killed_at),
-        "fallback_answers": sum(1 for r in answered if r.tier not in ("unknown",)),
+        "answered_by_tier": dict(Counter(r.tier for r in answered)),
     }
 
 
