@@ -41,6 +41,31 @@ def quiet_port() -> int:
     return free_port()
 
 
+def direct_ingress_ports() -> dict[str, str]:
+    """A window of 100 ports for the gateway replicas' own HTTP (and gRPC) servers behind HAProxy. Ray's default
+    window (30000-31000, 40000-41000) is the same for every cluster, so a second stack on the machine bound its
+    replicas to ports the first one held and HAProxy sent its requests to the other stack's gateway."""
+    for _ in range(50):
+        offset = 100 * random.randint(0, 89)
+        http, grpc = 30_000 + offset, 40_000 + offset
+        free = True
+        for port in (http, http + 1, http + 2, grpc, grpc + 1, grpc + 2):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            break
+    return {
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + 100),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + 100),
+    }
+
+
 def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]:
     """Environment for Ray Serve's HAProxy ingress, with this stack's own files and ports.
 
@@ -52,19 +77,23 @@ def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]
         # Replica logs stay on stderr (the mode would leave them in files only): `tierserve serve` shows them.
         {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_LOG_TO_STDERR": "1"} if gateway.throughput_optimized else {}
     )
-    return optimized | {
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(quiet_port()),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
-        "RAY_SERVE_HAPROXY_NBTHREAD": str(gateway.haproxy_threads),
-        # Ray holds a stopping replica open this long so an external load balancer can deregister it; the
-        # HAProxy in front of it is Ray's own and is told at once, so waiting only slows Ctrl-C.
-        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(gateway.drain_s),
-    }
+    return (
+        optimized
+        | direct_ingress_ports()
+        | {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(quiet_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
+            "RAY_SERVE_HAPROXY_NBTHREAD": str(gateway.haproxy_threads),
+            # Ray holds a stopping replica open this long so an external load balancer can deregister it; the
+            # HAProxy in front of it is Ray's own and is told at once, so waiting only slows Ctrl-C.
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(gateway.drain_s),
+        }
+    )
 
 
 @contextmanager

@@ -22,6 +22,11 @@ def test_each_stack_gets_its_own_files_and_free_ports(tmp_path: Path) -> None:
     assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0.0"
     assert haproxy_environment(GatewayConfig(haproxy_threads=3), tmp_path)["RAY_SERVE_HAPROXY_NBTHREAD"] == "3"
     assert first["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and first["RAY_SERVE_LOG_TO_STDERR"] == "1"
+    # The replicas' own HTTP/gRPC ports: a window of 100 picked per stack, not Ray's one window for every cluster.
+    for kind, low in (("HTTP", 30_000), ("GRPC", 40_000)):
+        start = int(first[f"RAY_SERVE_DIRECT_INGRESS_MIN_{kind}_PORT"])
+        assert low <= start < low + 9_000 and start % 100 == 0
+        assert int(first[f"RAY_SERVE_DIRECT_INGRESS_MAX_{kind}_PORT"]) == start + 100
     plain = haproxy_environment(GatewayConfig(throughput_optimized=False), tmp_path)
     assert "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in plain
 
