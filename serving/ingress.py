@@ -26,17 +26,22 @@ from serving.config import GatewayConfig
 from serving.redis_server import free_port
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def quiet_port() -> int:
     """A free port below the kernel's ephemeral range and above Ray's worker ports (10002-19999): HAProxy binds
     it seconds after it is picked, and meanwhile Ray's processes take ephemeral ports by the dozen (an ephemeral
     pick was taken first once: "cannot bind socket (Address already in use) for proxy stats")."""
     for _ in range(200):
         port = random.randint(20_000, 29_999)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if _bindable(port):
             return port
     return free_port()
 
@@ -48,15 +53,7 @@ def direct_ingress_ports() -> dict[str, str]:
     for _ in range(50):
         offset = 100 * random.randint(0, 89)
         http, grpc = 30_000 + offset, 40_000 + offset
-        free = True
-        for port in (http, http + 1, http + 2, grpc, grpc + 1, grpc + 2):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    free = False
-                    break
-        if free:
+        if all(_bindable(port) for port in (http, http + 1, http + 2, grpc, grpc + 1, grpc + 2)):
             break
     return {
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
