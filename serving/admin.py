@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -16,8 +16,8 @@ from serving.gateway import GatewayService, tenancy_prefix
 from serving.tenancy import KeyStore, Limits
 from serving.tenancy.ledger import GroupBy, parse_span, read_ledger, summarize
 
-_Body = TypeVar("_Body", bound=BaseModel)
-Parse = Callable[[Request, type[_Body]], Awaitable[_Body]]
+# The HTTP edge's body reader: the request's JSON as the model, or a 400/422 naming the field.
+Parse = Callable[[Request, type[BaseModel]], Awaitable[BaseModel]]
 
 
 class KeyCreate(Limits):
@@ -37,7 +37,7 @@ class KeyUpdate(Limits):
     models: list[str] | None = None
 
 
-def install_admin_routes(app: FastAPI, service: GatewayService, parse: Any) -> None:
+def install_admin_routes(app: FastAPI, service: GatewayService, parse: Parse) -> None:
     def keys(request: Request) -> KeyStore:
         service.authenticate_admin(request.headers.get("authorization"))
         if service.keys is None:
@@ -54,7 +54,7 @@ def install_admin_routes(app: FastAPI, service: GatewayService, parse: Any) -> N
     @app.post("/admin/keys")
     async def create_key(request: Request) -> JSONResponse:
         store = keys(request)
-        body: KeyCreate = await parse(request, KeyCreate)
+        body = cast(KeyCreate, await parse(request, KeyCreate))
         limits = Limits.model_validate(body.model_dump(include=set(Limits.model_fields)))
         record, key = await store.create(body.tenant, name=body.name, models=known_models(body.models), limits=limits)
         return JSONResponse({"key": key, "id": record.id, "record": record.public()}, status_code=201)
@@ -74,7 +74,7 @@ def install_admin_routes(app: FastAPI, service: GatewayService, parse: Any) -> N
     @app.patch("/admin/keys/{key_id}")
     async def update_key(request: Request, key_id: str) -> dict[str, Any]:
         store = keys(request)
-        body: KeyUpdate = await parse(request, KeyUpdate)
+        body = cast(KeyUpdate, await parse(request, KeyUpdate))
         given = body.model_fields_set
         limits = {name: getattr(body, name) for name in Limits.model_fields if name in given}
         models = known_models(body.models) if body.models is not None else None
