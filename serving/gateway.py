@@ -75,6 +75,7 @@ class GatewayService:
         metrics: GatewayMetrics,
         redis: aioredis.Redis | None = None,
         meter: Meter | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         self._config = config
         self._stages = list(stages)
@@ -85,7 +86,7 @@ class GatewayService:
         self._metrics = metrics
         self._redis = redis
         self._meter = meter
-        self.keys = KeyStore(redis, tenancy_prefix(config)) if redis is not None else None
+        self.keys = keys
         self._created = int(time.time())
 
     @property
@@ -235,11 +236,12 @@ def build_gateway(
         respond,
     ]
     health = TierHealth(config.gateway, tiers, cache, breakers)
+    keys = KeyStore(redis, tenancy_prefix(config)) if redis is not None else None
     directory = KeyDirectory(
-        KeyStore(redis, tenancy_prefix(config)) if redis is not None else None,
+        keys,
         config.tenancy,
         config.gateway.api_keys,
         config.gateway.default_tenant,
     )
     auth = Authenticator(directory, admin_key)
-    return GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter)
+    return GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter, keys)

@@ -114,10 +114,8 @@ class Meter:
         if not principal.limits.empty:
             found.append(Scope("key", principal.key_id, principal.limits))
         policy = self._config.policy(principal.tenant)
-        if not policy.empty:
-            found.append(
-                Scope("tenant", principal.tenant, Limits.model_validate(policy.model_dump(exclude={"fail_open"})))
-            )
+        if not policy.empty:  # a TenantPolicy is Limits (plus its fail mode): no copy on the request path
+            found.append(Scope("tenant", principal.tenant, policy))
         return found
 
     # -- admission ----------------------------------------------------------------------------------------------
