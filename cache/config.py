@@ -42,6 +42,15 @@ class CacheConfig(BaseModel):
         "0.86 was picked on tests/data/cache_pairs_dev.jsonl by the rule in docs/cache-verification.md (lower it "
         "for more hits at more false hits).",
     )
+    degraded_threshold: float | None = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="When every tier that could answer a request (its tier and that tier's fallback chain) has its "
+        "circuit breaker open, a cached answer of any of those tiers this similar (and verified) is served instead "
+        "of a 503, marked x-tierserve-cache: degraded. Looser than similarity_threshold on purpose: an answer to a "
+        "close question beats none while the fleet is down. Unset: a 503 with Retry-After.",
+    )
     timing_protection: bool = Field(
         default=False,
         description="Make another tenant's questions undetectable by timing: vLLM's prefix cache is salted per "

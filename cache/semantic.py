@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -119,18 +119,36 @@ class SemanticCache:
         if not self.available():
             self.counters["bypass"] += 1
             return Lookup(Outcome.BYPASS, vector=vector)
+        lookup = await self._search(tenant, [namespace], vector, query, self._config.similarity_threshold)
+        self.counters[lookup.outcome.value] += 1
+        if lookup.rejected:
+            self.counters[f"rejected_{lookup.rejected}"] += 1
+        return lookup
+
+    async def lookup_degraded(
+        self, tenant: str, namespaces: Sequence[str], vector: Vector, query: str, threshold: float
+    ) -> Lookup:
+        """The best verified answer from any of `namespaces` (the other tiers of a fallback chain) at a looser
+        `threshold`: what a request gets instead of a 503 when no tier that could answer it is taking calls."""
+        if not self.available():
+            return Lookup(Outcome.BYPASS, vector=vector)
+        lookup = await self._search(tenant, namespaces, vector, query, threshold)
+        if lookup.outcome is Outcome.HIT:
+            self.counters["hit_degraded"] += 1
+        return lookup
+
+    async def _search(
+        self, tenant: str, namespaces: Sequence[str], vector: Vector, query: str, threshold: float
+    ) -> Lookup:
         try:
             await self._ensure_built()
             index = self._indexes.get(tenant)
-            neighbours = (
-                [
-                    n
-                    for n in index.search(vector, namespace, self._config.candidates)
-                    if n.similarity >= self._config.similarity_threshold
-                ]
+            found = (
+                [n for namespace in namespaces for n in index.search(vector, namespace, self._config.candidates)]
                 if index is not None
                 else []
             )
+            neighbours = sorted((n for n in found if n.similarity >= threshold), key=lambda n: -n.similarity)
             records = await self._store.get_many(tenant, [n.entry_id for n in neighbours])
             rejected: str | None = None
             for neighbour, record in zip(neighbours, records, strict=True):
@@ -138,7 +156,7 @@ class SemanticCache:
                     if index is not None:
                         index.delete(neighbour.entry_id)
                     continue
-                if record.tenant != tenant or record.namespace != namespace:
+                if record.tenant != tenant or record.namespace not in namespaces:
                     continue
                 if self._verifier is not None and query:
                     ok, reason = self._verifier.compatible(query, record.query)
@@ -146,19 +164,13 @@ class SemanticCache:
                         rejected = rejected or reason
                         continue
                 await self._store.touch(tenant, record.entry_id)
-                self.counters["hit"] += 1
                 return Lookup(Outcome.HIT, answer=record.answer, similarity=neighbour.similarity, vector=vector)
         except CacheUnavailable as error:
             self._mark_down(error)
-            self.counters["bypass"] += 1
             return Lookup(Outcome.BYPASS, vector=vector)
         except Exception:  # a cache bug must cost a miss, never a failed request
             logger.exception("semantic cache lookup failed; bypassing")
-            self.counters["bypass"] += 1
             return Lookup(Outcome.BYPASS, vector=vector)
-        self.counters["miss"] += 1
-        if rejected:
-            self.counters[f"rejected_{rejected}"] += 1
         return Lookup(Outcome.MISS, vector=vector, rejected=rejected)
 
     async def store(

@@ -32,6 +32,7 @@ from serving.pipeline.cache_lookup import CacheLookup
 from serving.pipeline.cache_store import CacheStore
 from serving.pipeline.context import OPEN, Flights, Reply, RequestContext
 from serving.pipeline.costs import with_cost, with_cost_chunk
+from serving.pipeline.degrade import Degrade
 from serving.pipeline.dispatch import Dispatch, TierClient
 from serving.pipeline.limits import Limits
 from serving.pipeline.observe import Observe
@@ -231,6 +232,7 @@ def build_gateway(
     stages += [
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),
+        Degrade(config, cache, breakers, versions, respond),
         Shed(config),
         dispatch,
         respond,

@@ -83,6 +83,11 @@ def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
+            # HAProxy's backup server is a Serve proxy on the head node, on 8500/9500 for every cluster and bound
+            # with SO_REUSEPORT: a second stack's proxy shared the first one's port, and a request to the second
+            # stack that arrived before its gateway replicas were up was answered by the first stack's gateway.
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(quiet_port()),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(quiet_port()),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(quiet_port()),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
             "RAY_SERVE_HAPROXY_NBTHREAD": str(gateway.haproxy_threads),

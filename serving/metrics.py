@@ -116,6 +116,12 @@ class GatewayMetrics:
             ["from_tier", "to_tier", "reason"],
             registry=self.registry,
         )
+        self.degraded = Counter(
+            "tierserve_degraded_answers",
+            "Requests answered from the cache at the degraded threshold because every tier of their chain was open.",
+            ["tier"],
+            registry=self.registry,
+        )
         self.shed = Counter(
             "tierserve_shed",
             "Requests refused at once because their tier was full (overloaded) or their tenant over its share.",

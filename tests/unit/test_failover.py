@@ -250,3 +250,33 @@ async def test_a_tool_call_counts_as_the_first_token(make_stack: StackFactory) -
     response = await stack.chat(stream=True)
     assert response.status_code == 200 and "get_weather" in response.text
     assert "first_token_timeout" not in response.text
+
+
+async def test_with_every_tier_of_the_chain_open_a_cached_answer_is_served_else_503(make_stack: StackFactory) -> None:
+    large, small = FakeTier(["from large"]), FakeTier(["Paris."])
+    stack = await make_stack(
+        small=small,
+        large=large,
+        tier_options={"large": quick(fallback=["small"], failures=1, open_s=30), "small": quick(failures=1, open_s=30)},
+    )
+    assert (await stack.chat(model="small")).headers["x-tierserve-cache"] == "miss"  # small's answer is cached
+    large.fail, small.fail = "start", "start"
+    tripped = await stack.chat(model="large", content="Something nobody asked before")
+    assert tripped.status_code == 503  # large failed, then small: both breakers are open now
+    calls = (large.calls, small.calls)
+    # The same question for `large`: its own namespace has nothing, but `small` (its fallback) answered it.
+    degraded = await stack.chat(model="large")
+    assert degraded.status_code == 200, degraded.text
+    assert degraded.json()["choices"][0]["message"]["content"] == "Paris."
+    assert degraded.headers["x-tierserve-cache"] == "degraded"
+    assert degraded.headers["x-tierserve-degraded"] == "circuit_open"
+    assert degraded.headers["x-tierserve-tier"] == "small"
+    assert (large.calls, small.calls) == calls  # no tier was called
+    assert sample(stack, "tierserve_degraded_answers_total", tier="large") == 1
+    # Nothing cached close to this one: a 503 that says when to come back.
+    refused = await stack.chat(model="large", content="A question with no cached answer at all")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "circuit_open"
+    assert int(refused.headers["retry-after"]) >= 1
+    # While any tier of the chain still takes calls, the chain is tried instead.
+    healthy = await make_stack(small=FakeTier(["Paris."]), large=FakeTier(["from large"]), tier_options={})
+    assert (await healthy.chat(model="large")).headers["x-tierserve-cache"] == "miss"

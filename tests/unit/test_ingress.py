@@ -17,8 +17,13 @@ def test_each_stack_gets_its_own_files_and_free_ports(tmp_path: Path) -> None:
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     for key in ("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", "RAY_SERVE_HAPROXY_SOCKET_PATH"):
         assert Path(first[key]).parent == tmp_path / "a" and first[key] != second[key]
-    ports = {first["RAY_SERVE_HAPROXY_METRICS_PORT"], first["RAY_SERVE_HAPROXY_STATS_PORT"]}
-    assert len(ports) == 2 and all(1024 < int(p) < 65536 for p in ports)
+    named = ("HAPROXY_METRICS", "HAPROXY_STATS", "FALLBACK_PROXY_HTTP", "FALLBACK_PROXY_GRPC")
+    ports = {first[f"RAY_SERVE_{name}_PORT"] for name in named}
+    assert len(ports) == 4 and all(1024 < int(p) < 65536 for p in ports)
+    # Ray's fixed defaults (8500/9500) would put both stacks' fallback proxies on one SO_REUSEPORT socket.
+    assert (
+        first["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] != "8500" and first["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] != "9500"
+    )
     assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0.0"
     assert haproxy_environment(GatewayConfig(haproxy_threads=3), tmp_path)["RAY_SERVE_HAPROXY_NBTHREAD"] == "3"
     assert first["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and first["RAY_SERVE_LOG_TO_STDERR"] == "1"

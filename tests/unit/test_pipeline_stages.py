@@ -64,14 +64,23 @@ def router(stack: StackConfig) -> Router:
 def test_the_gateway_is_the_list_of_stages() -> None:
     stack = config()
     gateway = build_gateway(stack, {"small": FakeTier(), "large": FakeTier()}, None, router(stack), GatewayMetrics())
-    assert gateway.stage_names == ["admission", "cache_lookup", "route", "shed", "dispatch", "respond"]
+    assert gateway.stage_names == ["admission", "cache_lookup", "route", "degrade", "shed", "dispatch", "respond"]
 
 
 async def test_with_redis_the_limits_stage_joins_after_admission(redis_url: str) -> None:
     stack = config()
     tiers = {"small": FakeTier(), "large": FakeTier()}
     gateway = build_gateway(stack, tiers, None, router(stack), GatewayMetrics(), redis_url=redis_url)
-    assert gateway.stage_names == ["admission", "limits", "cache_lookup", "route", "shed", "dispatch", "respond"]
+    assert gateway.stage_names == [
+        "admission",
+        "limits",
+        "cache_lookup",
+        "route",
+        "degrade",
+        "shed",
+        "dispatch",
+        "respond",
+    ]
     await gateway.close()
 
 
