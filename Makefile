@@ -8,7 +8,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install models serve test test-fast lint fuzz bench loadtest clean
+.PHONY: install models serve test test-fast lint fuzz bench loadtest chaos clean
 
 $(STAMP): requirements-cpu.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: $(STAMP)
 
 loadtest: models  # the SLO gate on the embedded default (starts and stops the stack)
 	$(BIN)/tierserve loadtest --config $(CONFIG) --scenario chat --users 4 --duration 60s
+
+chaos: models  # the chaos runs of make test with 3-minute loads (docs/reliability.md)
+	$(BIN)/tierserve models prepare --config configs/test.yaml
+	TIERSERVE_CHAOS_DURATION_S=180 $(BIN)/python -m pytest -ra tests/e2e/test_chaos.py
 
 clean:
 	rm -rf $(VENV) .tierserve .pytest_cache .mypy_cache .ruff_cache

@@ -47,6 +47,7 @@ class CachedAnswer(BaseModel):
     tier: str
     chunks: list[str] | None = None
     body: str | None = None
+    request_id: str | None = None  # the request that generated it: the lineage of every replay
 
     @property
     def text(self) -> str:

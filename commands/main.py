@@ -4,6 +4,7 @@ gate's, each registered here with what it needs from the others passed in."""
 from __future__ import annotations
 
 from cache.cli import add_eval_command
+from commands.audit import build_audit_app
 from commands.keys import build_cost_app, build_keys_app
 from commands.router import build_router_app
 from loadtest.chaos import add_chaos_command
@@ -16,6 +17,7 @@ add_chaos_command(app)  # tierserve chaos --scenario NAME (load a running stack,
 app.add_typer(build_router_app(), name="router")  # tierserve router train|eval|calibrate|explain
 app.add_typer(build_keys_app(), name="keys")  # tierserve keys create|list|show|update|revoke|rotate
 app.add_typer(build_cost_app(), name="cost")  # tierserve cost report
+app.add_typer(build_audit_app(), name="audit")  # tierserve audit verify|export|tail
 
 
 def main() -> None:

@@ -37,9 +37,16 @@ def _cmdline(proc: psutil.Process) -> str:
         return ""
 
 
-def find_target(scenario: str, tier: str) -> psutil.Process:
-    """The process the scenario kills, found by its Ray title on this machine."""
-    procs = list(psutil.process_iter())
+def find_target(scenario: str, tier: str, within: int | None = None) -> psutil.Process:
+    """The process the scenario kills, found by its Ray title on this machine (among the descendants of `within`,
+    the stack's `tierserve serve` process, when given: two stacks on one machine have the same titles)."""
+    if within is None:
+        procs = list(psutil.process_iter())
+    else:
+        try:
+            procs = psutil.Process(within).children(recursive=True)
+        except psutil.Error:
+            raise LoadtestError(f"no process {within} on this machine (--within)") from None
     titles = {proc.pid: _cmdline(proc) for proc in procs}
 
     def titled(fragment: str) -> list[psutil.Process]:
@@ -131,7 +138,21 @@ def reckon(records: list[RequestRecord], killed_at: float) -> dict[str, Any]:
         "failed_sent_after_kill": sum(1 for r in failed if r.start >= killed_at),
         "sent_after_kill": sum(1 for r in records if r.start >= killed_at),
         "answered_by_tier": dict(Counter(r.tier for r in answered)),
+        "answered_after_client_retries": sum(1 for r in answered if r.attempts > 1),
+        "cache_before_kill": dict(Counter(r.cache for r in answered if r.start < killed_at)),
+        "cache_after_kill": dict(Counter(r.cache for r in answered if r.start >= killed_at)),
+        "cache_resumed_after_kill_s": _cache_resumed(answered, killed_at),
     }
+
+
+def _cache_resumed(answered: list[RequestRecord], killed_at: float) -> float | None:
+    """Seconds from the kill to the first cache hit after the last bypass that followed it (None: no bypass)."""
+    after = sorted((r for r in answered if r.start >= killed_at), key=lambda r: r.start)
+    bypassed = [i for i, r in enumerate(after) if r.cache == "bypass"]
+    if not bypassed:
+        return None
+    hits = [r for r in after[bypassed[-1] + 1 :] if r.cache == "hit"]
+    return round(hits[0].start - killed_at, 1) if hits else None
 
 
 def add_chaos_command(app: typer.Typer) -> None:
@@ -146,6 +167,18 @@ def add_chaos_command(app: typer.Typer) -> None:
         users: Annotated[int, typer.Option("--users", "-u", min=1, help="Concurrent simulated users.")] = 6,
         duration: Annotated[str, typer.Option("--duration", "-t", help="Length of the load: 60s, 2m.")] = "60s",
         kill_at: Annotated[str, typer.Option("--kill-at", help="When into the load the kill comes.")] = "15s",
+        client_retries: Annotated[
+            int,
+            typer.Option(
+                "--client-retries",
+                min=0,
+                help="Retries of a request that got no answer, as the openai client makes them (its default: 2).",
+            ),
+        ] = 2,
+        within: Annotated[
+            int | None,
+            typer.Option("--within", help="Only kill a descendant of this pid (the stack's `tierserve serve`)."),
+        ] = None,
         api_key: Annotated[str, typer.Option("--api-key", envvar="TIERSERVE_API_KEY", help="Bearer key.")] = "",
         allow_failures: Annotated[
             int, typer.Option("--allow-failures", min=0, help="Failures (not sheds) tolerated before exit 1.")
@@ -160,13 +193,14 @@ def add_chaos_command(app: typer.Typer) -> None:
         try:
             check_endpoint(url, api_key)
             length, kill_after = parse_duration(duration), parse_duration(kill_at)
-            target = find_target(scenario, tier)
+            target = find_target(scenario, tier, within)
         except (LoadtestError, ValueError) as error:
             console.print(f"[red]error: {error}[/red]")
             raise typer.Exit(2) from None
         out_dir.mkdir(parents=True, exist_ok=True)
         plan = LoadPlan(
-            scenario="chat",
+            # Redis holds the cache: its run asks the repeated questions at temperature 0 that the cache serves.
+            scenario="cache" if scenario == "redis" else "chat",
             url=url,
             users=users,
             spawn_rate=float(users),
@@ -177,6 +211,7 @@ def add_chaos_command(app: typer.Typer) -> None:
             model=model or (tier if scenario in ("tier-replica", "engine-core") else "auto"),
             max_tokens=32,
             think_time="0.2,1",
+            extra=("--client-retries", str(client_retries)),
         )
         result: dict[str, Any] = {"scenario": scenario, "target_pid": target.pid, "target": _cmdline(target)[:200]}
         records: list[RequestRecord] = []
@@ -202,7 +237,8 @@ def add_chaos_command(app: typer.Typer) -> None:
         table = Table(title=f"chaos: {scenario} (pid {target.pid} killed at {result['killed_at_s']} s)")
         table.add_column("what")
         table.add_column("value", justify="right")
-        names = ("sent", "answered", "failed", "shed", "lost_after_acknowledgement", "sent_after_kill")
+        names: tuple[str, ...] = ("sent", "answered", "answered_after_client_retries", "failed", "shed")
+        names += ("lost_after_acknowledgement", "sent_after_kill")
         for name in (*names, "failed_sent_after_kill", "reconciled"):
             table.add_row(name, str(result[name]))
         for kind, count in result["failed_by_kind"].items():
@@ -210,6 +246,9 @@ def add_chaos_command(app: typer.Typer) -> None:
         table.add_row("/health red after kill", f"{watch.red_at} s")
         table.add_row("/health green again after kill", f"{watch.green_at} s")
         table.add_row("tiers /health named", ", ".join(sorted(watch.failing)) or "-")
+        for phase in ("cache_before_kill", "cache_after_kill"):
+            table.add_row(phase.replace("_", " "), ", ".join(f"{k} {v}" for k, v in sorted(result[phase].items())))
+        table.add_row("cache hits again after kill", f"{result['cache_resumed_after_kill_s']} s")
         console.print(table)
         if json_out is not None:
             write_json(json_out, result)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -145,6 +145,17 @@ def add_loadtest_command(app: typer.Typer, stack_api_key: Callable[[Path], str])
         target_rps: Annotated[
             float | None, typer.Option("--target-rps", min=0.0, help="Capacity search: requests/s to plan for.")
         ] = None,
+        watch_pid: Annotated[
+            int | None,
+            typer.Option(
+                "--watch-pid",
+                help="With --url: the stack's `tierserve serve` pid, to sample its memory and open files per "
+                "component through the run (a stack this command starts is watched anyway).",
+            ),
+        ] = None,
+        watch_interval: Annotated[
+            float, typer.Option("--watch-interval", min=0.5, help="Seconds between samples.")
+        ] = 10.0,
     ) -> None:
         """Run a load scenario against the stack and gate on its SLOs (exit 1 when any is missed)."""
         console = Console(stderr=False)
@@ -175,8 +186,8 @@ def add_loadtest_command(app: typer.Typer, stack_api_key: Callable[[Path], str])
         if url is None and not config.exists():
             raise _fail(console, f"stack config {config} not found (or pass --url)", 2)
         try:
-            stack = nullcontext(url.rstrip("/")) if url else _start_stack(console, config, port, run_dir)
-            with stack as target:
+            stack = nullcontext((url.rstrip("/"), watch_pid)) if url else _start_stack(console, config, port, run_dir)
+            with stack as (target, pid):
                 key = api_key or (stack_api_key(config) if url is None and config is not None else "")
                 check_endpoint(target, key)
                 plan = LoadPlan(
@@ -199,27 +210,51 @@ def add_loadtest_command(app: typer.Typer, stack_api_key: Callable[[Path], str])
                     if json_out is not None:
                         write_json(json_out, result)
                     raise typer.Exit(0 if result["overall"]["max_users"] else 1)
+                from loadtest.resources import ResourceWatch  # psutil: only when a stack is watched
+
+                watch = ResourceWatch(pid, watch_interval).start() if pid is not None else None
                 with _progress(console, run_s) as progress:
                     records = run_locust(plan, progress)
+                resources = watch.stop() if watch is not None else None
         except LoadtestError as error:
             code = 2 if str(error).startswith(("cannot reach", "stack config")) or "refused" in str(error) else 3
             raise _fail(console, str(error), code) from None
         verdict = judge(scenario_name, records, targets, run_s)
-        extra = {"url": target, "users": users, "spawn_rate": spawn_rate, "slo_file": str(slo_file)}
+        extra: dict[str, object] = {"url": target, "users": users, "spawn_rate": spawn_rate, "slo_file": str(slo_file)}
+        if resources is not None:
+            print_resources(console, resources)
+            extra["resources"] = resources
         _finish(console, verdict, records, html, json_out, extra | {"records_file": str(plan.records)})
 
 
 @contextmanager
-def _start_stack(console: Console, config: Path, port: int | None, run_dir: Path) -> Iterator[str]:
+def _start_stack(console: Console, config: Path, port: int | None, run_dir: Path) -> Iterator[tuple[str, int]]:
     from loadtest.processes import free_port
 
     chosen = port or free_port()
     with ExitStack() as stack:
         stack.callback(console.print, "stack stopped.")
         with console.status(f"starting tierserve ({config}) on port {chosen}; loading models takes minutes on CPU"):
-            url = stack.enter_context(managed_stack(config, chosen, run_dir))
+            url, pid = stack.enter_context(managed_stack(config, chosen, run_dir))
         console.print(f"stack ready at {url}")
-        yield url
+        yield url, pid
+
+
+def print_resources(console: Console, resources: dict[str, Any]) -> None:
+    table = Table(title=f"memory and open files over the run ({resources.get('span_s', 0)} s)")
+    for column in ("component", "RSS first MiB", "RSS last MiB", "growth %", "MiB/h", "files first", "files last"):
+        table.add_column(column, justify="left" if column == "component" else "right")
+    for name, row in resources["components"].items():
+        table.add_row(
+            name,
+            str(row["rss_mib_first"]),
+            str(row["rss_mib_last"]),
+            str(row["rss_growth_pct"]),
+            str(row["rss_growth_mib_per_hour"]),
+            str(row["open_files_first"]),
+            str(row["open_files_last"]),
+        )
+    console.print(table)
 
 
 def _finish(

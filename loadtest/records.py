@@ -38,6 +38,8 @@ class RequestRecord:
     error: str | None = None  # "429: ...", "inband: ...", "connection: ..."
     users: int = 0  # users running in this process when the request started
     worker: str = ""
+    retry_after_s: float | None = None  # Retry-After of a refused request
+    attempts: int = 1  # sends it took (--client-retries)
 
     @property
     def end(self) -> float:

@@ -172,8 +172,9 @@ def run_locust(plan: LoadPlan, progress: Callable[[float, int], None] | None = N
 
 
 @contextmanager
-def managed_stack(config: Path, port: int, log_dir: Path, ready_timeout_s: float = 900) -> Iterator[str]:
-    """`tierserve serve --config CONFIG --port PORT` for the length of the block, stopped without orphans."""
+def managed_stack(config: Path, port: int, log_dir: Path, ready_timeout_s: float = 900) -> Iterator[tuple[str, int]]:
+    """`tierserve serve --config CONFIG --port PORT` for the length of the block, stopped without orphans; yields
+    its URL and pid."""
     from loadtest.processes import launch, stop, wait_healthy  # psutil and friends: only when a stack is wanted
 
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -184,7 +185,7 @@ def managed_stack(config: Path, port: int, log_dir: Path, ready_timeout_s: float
             wait_healthy(server, ready_timeout_s)
         except (RuntimeError, TimeoutError) as error:
             raise LoadtestError(str(error)) from None
-        yield server.url
+        yield server.url, server.popen.pid
     finally:
         stop(server)
 

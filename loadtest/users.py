@@ -7,6 +7,7 @@ Importing this module imports Locust, which monkey-patches the interpreter with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -48,6 +49,13 @@ def add_options(parser: Any) -> None:
     parser.add_argument("--think-time", default="0.5,2", help="MIN,MAX seconds a user waits between requests")
     parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds before a request fails")
     parser.add_argument("--run-seed", type=int, default=0, help="request seed; 0: a fresh one per run")
+    parser.add_argument(
+        "--client-retries",
+        type=int,
+        default=0,
+        help="retries of a request that got no answer (connection error, 408/409/429/5xx), as the openai client "
+        "does them (its default is 2); 0: every failure is recorded as it came",
+    )
 
 
 # The options a run's shared state is built from: a new swarm from the web UI that changes one of them
@@ -217,6 +225,19 @@ class ChatUser(User):  # type: ignore[misc]
             )
 
     def _call(self, spec: RequestSpec) -> RequestRecord:
+        """One request as the client sees it: with --client-retries, a failure before any answer is tried again
+        after the openai client's backoff (Retry-After when the server gave one), and the record is the last try's."""
+        retries = int(getattr(self.tierserve.options, "client_retries", 0))
+        started_at = time.time()
+        for attempt in range(retries + 1):
+            record = self._attempt(spec)
+            if record.ok or attempt == retries or not _retryable(record):
+                break
+            gevent.sleep(_backoff(record, attempt, self.rng))
+        # What the client felt: from its first send to the last try's end, and how many sends it took.
+        return dataclasses.replace(record, start=started_at, e2e_s=record.end - started_at, attempts=attempt + 1)
+
+    def _attempt(self, spec: RequestSpec) -> RequestRecord:
         started_at, started = time.time(), time.perf_counter()
         fields: dict[str, Any] = {"status": 0, "ok": False}
         try:
@@ -277,14 +298,34 @@ class ChatUser(User):  # type: ignore[misc]
         return fields | {"ok": True, "ttft_s": ttft, "itl_s": tuple(gaps), "e2e_s": done - started}
 
 
+def _retryable(record: RequestRecord) -> bool:
+    """What the openai client retries: no response at all, or 408, 409, 429 and 5xx before the answer began."""
+    if record.status == 0:
+        return True
+    return record.status in (408, 409, 429) or record.status >= 500
+
+
+def _backoff(record: RequestRecord, attempt: int, rng: random.Random) -> float:
+    """The openai client's wait: Retry-After when it is given and at most 60 s, else 0.5 s doubling up to 8 s, with
+    up to 25 % jitter taken off."""
+    if record.retry_after_s is not None and 0 < record.retry_after_s <= 60:
+        return float(record.retry_after_s)
+    return min(0.5 * 2.0**attempt, 8.0) * (1 - 0.25 * rng.random())
+
+
 def _headers(response: httpx.Response) -> dict[str, Any]:
     score = response.headers.get("x-tierserve-route-score")
     try:
         route_score = float(score) if score else None
     except ValueError:
         route_score = None
+    try:
+        retry_after = float(response.headers.get("retry-after") or "") if response.status_code != 200 else None
+    except ValueError:
+        retry_after = None
     return {
         "status": response.status_code,
+        "retry_after_s": retry_after,
         "tier": response.headers.get("x-tierserve-tier") or "unknown",
         "cache": response.headers.get("x-tierserve-cache") or "unknown",
         "route_score": route_score,

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.text import Text
 
 from serving.config import ConfigError, StackConfig, load_config
-from serving.ingress import ingress_environment
+from serving.ingress import drain_haproxy, ingress_environment
 
 # The stack's own commands; commands.main assembles them with the other packages' into `tierserve`.
 app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + Ray Serve.", no_args_is_help=True)
@@ -195,10 +195,95 @@ def serve(
         if stack.ray.address is not None and stack.gateway.ingress == "haproxy":
             console.print("[yellow]joined a running Ray cluster: it keeps the ingress settings it was started with[/]")
         ray.init(address=stack.ray.address, num_cpus=stack.ray.num_cpus, include_dashboard=False, log_to_driver=True)
-        _serve_until_stopped(stack, ready_timeout, started)
+        _serve_until_stopped(stack, config, ready_timeout, started)
 
 
-def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: float) -> None:
+@app.command()
+def reload(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Ask the stack started with this config to deploy it again (after you edited it): a rolling update of the
+    deployments that changed, with requests in flight finishing. Same as `kill -HUP <pid of tierserve serve>`."""
+    stack = _load(config)
+    pid_file = stack.data_dir / "tierserve.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as error:
+        console.print(f"[red]no running stack for {config} ({pid_file}: {error})[/]")
+        raise typer.Exit(1) from None
+    console.print(f"asked tierserve (pid {pid}) to reload {config}; it prints the outcome")
+
+
+def _drain(stack: StackConfig) -> None:
+    """Let requests in flight finish before Serve stops (it stops the ingress first, which would cut them)."""
+    socket_path = os.environ.get("RAY_SERVE_HAPROXY_SOCKET_PATH")
+    if stack.gateway.ingress != "haproxy" or not socket_path or stack.gateway.shutdown_drain_s <= 0:
+        return
+    started = time.monotonic()
+    left = drain_haproxy(Path(socket_path), stack.gateway.shutdown_drain_s)
+    waited = time.monotonic() - started
+    if left:
+        console.print(f"[yellow]{left} requests still in flight after {waited:.0f}s (gateway.shutdown_drain_s)[/]")
+    elif waited >= 1:
+        console.print(f"requests in flight finished ({waited:.0f}s)")
+
+
+class _ReloadRequest:
+    """SIGHUP asks the running stack to read its config again (`tierserve reload` sends it, to the pid in the
+    data directory's tierserve.pid)."""
+
+    def __init__(self, pid_file: Path) -> None:
+        self._asked = False
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{os.getpid()}\n")
+        signal.signal(signal.SIGHUP, self._ask)
+
+    def _ask(self, *_: object) -> None:
+        self._asked = True
+
+    def wait(self) -> bool:
+        """Sleeps until a signal comes; True when it was a reload request (each is answered once)."""
+        signal.pause()
+        asked, self._asked = self._asked, False
+        return asked
+
+
+def _reload(current: StackConfig, path: Path, url: str, ready_timeout: float) -> StackConfig:
+    """Deploy the config file again: Ray Serve rolls only the deployments whose options or arguments changed,
+    starting new replicas before it drains the old ones, so requests in flight finish and new ones keep being
+    answered. A config that does not load keeps the running stack as it is."""
+    from ray import serve as ray_serve
+
+    from serving.app import build_app
+
+    try:
+        stack = load_config(path)
+    except ConfigError as error:
+        console.print(Text(f"reload refused, the stack keeps running as it was: {error}", style="red"), soft_wrap=True)
+        return current
+    fixed = {"gateway.host": (current.gateway.host, stack.gateway.host), "ray": (current.ray, stack.ray)}
+    fixed |= {"gateway.port": (current.gateway.port, stack.gateway.port)}
+    fixed |= {"gateway.ingress": (current.gateway.ingress, stack.gateway.ingress)}
+    for name, (before, after) in fixed.items():
+        if before != after:
+            console.print(f"[yellow]{name} changes only on a restart: kept as it was[/]")
+    stack = stack.model_copy(
+        update={
+            "gateway": stack.gateway.model_copy(
+                update={"host": current.gateway.host, "port": current.gateway.port, "ingress": current.gateway.ingress}
+            ),
+            "ray": current.ray,
+        }
+    )
+    _prepare(stack)
+    started = time.perf_counter()
+    console.print(f"reloading {path} ...")
+    ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
+    _wait_healthy(url, ready_timeout)
+    console.print(f"[bold green]reloaded[/] in {time.perf_counter() - started:.0f}s")
+    return stack
+
+
+def _serve_until_stopped(stack: StackConfig, config_path: Path, ready_timeout: float, started: float) -> None:
     import ray
     from ray import serve as ray_serve
 
@@ -209,10 +294,12 @@ def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: floa
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     url = f"http://{stack.gateway.host}:{stack.gateway.port}"
+    pid_file = stack.data_dir / "tierserve.pid"
     try:
         ray_serve.start(http_options={"host": stack.gateway.host, "port": stack.gateway.port})
         ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
         _wait_healthy(url, ready_timeout)
+        reload = _ReloadRequest(pid_file)
         elapsed = time.perf_counter() - started
         console.print(f"\n[bold green]tierserve is ready[/bold green] in {elapsed:.0f}s at [bold]{url}/v1[/bold]")
         console.print(
@@ -236,13 +323,16 @@ def _serve_until_stopped(stack: StackConfig, ready_timeout: float, started: floa
             highlight=False,
         )
         while True:
-            time.sleep(3600)
+            if reload.wait():
+                stack = _reload(stack, config_path, url, ready_timeout)
     except KeyboardInterrupt:
         console.print("\nstopping tierserve ...")
     except TimeoutError as error:
         console.print(Text(f"{error}", style="red"), soft_wrap=True)
         raise typer.Exit(1) from None
     finally:
+        pid_file.unlink(missing_ok=True)
+        _drain(stack)
         try:
             ray_serve.shutdown()  # type: ignore[no-untyped-call]
         finally:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cache import CacheConfig
 from router import RouterConfig
+from serving.audit.config import AuditConfig
 from serving.tenancy.config import TenancyConfig
 
 AUTO_MODEL = "auto"
@@ -182,6 +183,12 @@ class GatewayConfig(_Strict):
         "gRPC between deployments, GC frozen after start. Measured with one tier against vLLM's own server: TTFT "
         "+5.7 ms instead of +13.7 ms, 8-stream throughput 1.04x instead of 0.95x (docs/benchmarks.md).",
     )
+    shutdown_drain_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="On Ctrl-C or SIGTERM (ingress=haproxy): new connections are refused at once and requests in "
+        "flight, streams included, get this long to finish before the stack stops.",
+    )
     drain_s: float = Field(
         default=0.0,
         ge=0,
@@ -272,6 +279,7 @@ class StackConfig(_Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs of every deployment.")
     tracing: TracingConfig = Field(default_factory=TracingConfig, description="OpenTelemetry request traces.")
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig, description="Keys, limits, budgets, cost.")
+    audit: AuditConfig = Field(default_factory=AuditConfig, description="The audit log (docs/security.md).")
     models_dir: Path = Field(
         default=Path(".tierserve/models"),
         description="Where prepared models live; a relative path resolves against the folder above the config file's.",

@@ -19,7 +19,8 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from cache import CacheStore, LookalikeVerifier, SemanticCache, SentenceTransformerEmbedder
 from router import build_router
-from serving.config import TierConfig, admin_key, parse_config
+from serving.audit import AuditLog
+from serving.config import StackConfig, TierConfig, admin_key, parse_config
 from serving.contract import ProbeResult, TierEvent, TierFailed, TierRequest, TierStarted
 from serving.engine import EngineDead, TierEngine, VLLMServingEngine, probe
 from serving.gateway import build_gateway
@@ -38,6 +39,13 @@ def torch_threads(count: int) -> None:
     import torch
 
     torch.set_num_threads(count)
+
+
+def audit_log(stack: StackConfig, replica: str) -> AuditLog | None:
+    """This replica's audit writer: its own folder under the audit dir (the chain has one writer)."""
+    if not stack.audit.enabled:
+        return None
+    return AuditLog(stack.audit, stack.audit.dir or stack.data_dir / "audit", f"gateway-{replica}")
 
 
 def _replica_id() -> str:
@@ -175,6 +183,7 @@ class Gateway:
             redis_url=redis_url,
             admin_key=admin_key(stack.gateway),
             replica=_replica_id(),
+            audit=audit_log(stack, _replica_id()),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

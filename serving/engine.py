@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from serving.config import TierConfig
@@ -48,6 +50,26 @@ CPU_ENGINE_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
 }
+
+
+@contextmanager
+def serve_log_handlers_kept() -> Iterator[None]:
+    """Importing vLLM runs its logging setup (logging.config.dictConfig), which closes every handler in the process,
+    Ray Serve's replica log handler too (a MemoryHandler, whose target becomes None). A Serve controller restarted
+    after a crash then failed to recover every tier replica ("'NoneType' object has no attribute 'baseFilename'")
+    and stopped them all. The handlers' targets are put back after the import; a closed file handler reopens its
+    file on the next record."""
+    kept = [
+        (handler, handler.target)
+        for handler in logging.getLogger("ray.serve").handlers
+        if isinstance(handler, logging.handlers.MemoryHandler)
+    ]
+    try:
+        yield
+    finally:
+        for handler, target in kept:
+            if handler.target is None:
+                handler.setTarget(target)
 
 
 def server_arguments(tier: TierConfig) -> dict[str, Any]:
@@ -132,11 +154,13 @@ class VLLMServingEngine:
     async def start(cls, model_path: str, tier: TierConfig) -> VLLMServingEngine:
         # Imported here: vLLM's import costs seconds and must not happen when the package is imported.
         from starlette.datastructures import State
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
-        from vllm.entrypoints.launchers.cli_args import make_arg_parser
-        from vllm.utils.argparse_utils import FlexibleArgumentParser
-        from vllm.v1.engine.async_llm import AsyncLLM
+
+        with serve_log_handlers_kept():
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+            from vllm.entrypoints.launchers.cli_args import make_arg_parser
+            from vllm.utils.argparse_utils import FlexibleArgumentParser
+            from vllm.v1.engine.async_llm import AsyncLLM
 
         parser = make_arg_parser(FlexibleArgumentParser())  # type: ignore[no-untyped-call]
         args = parser.parse_args(["--model", model_path])

@@ -20,6 +20,7 @@ from opentelemetry.trace import NoOpTracer, Tracer
 
 from cache import SemanticCache
 from router import Router
+from serving.audit import AuditLog
 from serving.config import AUTO_MODEL, StackConfig
 from serving.embeddings import EMBEDDING_MODEL
 from serving.errors import ServingError
@@ -27,6 +28,7 @@ from serving.health import TierHealth
 from serving.jobs import Job
 from serving.metrics import GatewayMetrics
 from serving.pipeline.admission import Admission
+from serving.pipeline.audit import AuditTrail
 from serving.pipeline.auth import Authenticator
 from serving.pipeline.cache_lookup import CacheLookup
 from serving.pipeline.cache_store import CacheStore
@@ -77,6 +79,7 @@ class GatewayService:
         redis: aioredis.Redis | None = None,
         meter: Meter | None = None,
         keys: KeyStore | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._config = config
         self._stages = list(stages)
@@ -88,6 +91,7 @@ class GatewayService:
         self._redis = redis
         self._meter = meter
         self.keys = keys
+        self.audit = audit
         self._created = int(time.time())
 
     @property
@@ -99,6 +103,8 @@ class GatewayService:
         return self._meter
 
     async def close(self) -> None:
+        if self.audit is not None:
+            await self.audit.close()
         if self._meter is not None:
             await self._meter.close()
         if self._redis is not None:
@@ -140,7 +146,7 @@ class GatewayService:
         except ServingError as error:
             if ctx.call is not None and not error.counted:  # failed on its tier: counted with it
                 self._observe.count_failure(ctx, error)
-            ctx.status = error.status
+            ctx.status, ctx.error = error.status, error.code or type(error).__name__
             ctx.trace.end(error.status, error.code or type(error).__name__)
             await asyncio.shield(ctx.close())
             raise
@@ -204,6 +210,7 @@ def build_gateway(
     redis_url: str | None = None,
     admin_key: str | None = None,
     replica: str | None = None,
+    audit: AuditLog | None = None,
 ) -> GatewayService:
     """The gateway from its parts; the Ray deployment, the tests and the benchmarks all build it here. With Redis,
     keys live there and limits and budgets hold across replicas; without, only the YAML keys exist."""
@@ -216,7 +223,8 @@ def build_gateway(
     respond = Respond(dispatch, [CacheStore(cache, versions)], observe)
     redis: aioredis.Redis | None = None
     meter: Meter | None = None
-    stages: list[Stage] = [Admission(config, list(tiers), router)]
+    stages: list[Stage] = [AuditTrail(audit)] if audit is not None else []
+    stages.append(Admission(config, list(tiers), router))
     if redis_url is not None:
         # A bounded pool: a burst of requests queues for a connection instead of opening a socket each (new
         # connections on a busy replica were slower than the timeout and failed requests open).
@@ -246,4 +254,4 @@ def build_gateway(
         config.gateway.default_tenant,
     )
     auth = Authenticator(directory, admin_key)
-    return GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter, keys)
+    return GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter, keys, audit)

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache, TokenCountingEmbedder
 from serving.admin import install_admin_routes
+from serving.admin_audit import install_audit_routes
 from serving.body import parse_body
 from serving.config import AUTO_MODEL
 from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
@@ -184,6 +185,7 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
         return service.cache
 
     install_admin_routes(app, service, lambda request, model: _parse(request, model, max_bytes))
+    install_audit_routes(app, service)
 
     @app.get("/health")
     async def health() -> JSONResponse:

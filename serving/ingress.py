@@ -13,11 +13,13 @@ Ray reads these settings from environment variables when its processes import Se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,3 +144,54 @@ def stop_haproxy(run_dir: Path, timeout_s: float = 5.0) -> list[int]:
     for process in alive:
         process.kill()
     return [process.pid for process in found]
+
+
+def haproxy_command(socket_path: Path, command: str, timeout_s: float = 5.0) -> str:
+    """One command on HAProxy's admin socket (its runtime API), and the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout_s)
+        conn.connect(str(socket_path))
+        conn.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def in_flight(stat_csv: str) -> int:
+    """Requests HAProxy has in progress towards the gateway replicas: `scur` of the HTTP backends in `show stat`
+    (idle keep-alive connections are not sessions there)."""
+    lines = stat_csv.strip().splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return 0
+    header = lines[0][2:].split(",")
+    name, server, current = header.index("pxname"), header.index("svname"), header.index("scur")
+    total = 0
+    for line in lines[1:]:
+        fields = line.split(",")
+        if len(fields) > current and fields[server] == "BACKEND" and fields[name].startswith("http-"):
+            total += int(fields[current] or 0)
+    return total
+
+
+def drain_haproxy(socket_path: Path, timeout_s: float, poll_s: float = 0.25) -> int:
+    """Stop taking new connections and wait until the requests in flight have been answered (streams included),
+    at most `timeout_s`. Ray Serve's shutdown stops HAProxy first, which cut every stream still running (seen:
+    Ctrl-C during a stream gave the client a broken transfer). Returns what was still in flight (0: drained)."""
+    sockets = sorted(socket_path.parent.rglob(socket_path.name)) if socket_path.parent.is_dir() else []
+    live = [path for path in sockets if path.is_socket()]
+    if not live:
+        return 0
+    for path in live:
+        with contextlib.suppress(OSError):
+            haproxy_command(path, "disable frontend http_frontend")
+    deadline = time.monotonic() + timeout_s
+    remaining = 0
+    while True:
+        remaining = 0
+        for path in live:
+            with contextlib.suppress(OSError, ValueError):
+                remaining += in_flight(haproxy_command(path, "show stat"))
+        if remaining == 0 or time.monotonic() >= deadline:
+            return remaining
+        time.sleep(poll_s)

@@ -95,6 +95,8 @@ class RequestContext:
     answered_by: str | None = None
     usage: tuple[int, int] | None = None  # (prompt tokens, completion tokens) of the answer
     charge: Charge | None = None
+    answer: CachedAnswer | None = None  # what was answered (live or replayed), for the audit record
+    error: str | None = None  # the error code of a refused or failed request
     streamed_tokens: int = 0
     on_tokens: Callable[[int], Awaitable[None]] | None = None
     closers: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)

@@ -71,6 +71,7 @@ class Observe:
         m.tokens.labels(tier, "completion").inc(completion_tokens)
         charge = self._prices.answered(tier, prompt_tokens, completion_tokens)
         ctx.status, ctx.answered_by, ctx.usage, ctx.charge = 200, tier, (prompt_tokens, completion_tokens), charge
+        ctx.answer = answer
         m.cost.labels(tier, job.tenant).inc(to_usd(charge.cost_micro))
         if charge.saved_cache_micro:
             m.saved.labels(job.tenant, "cache").inc(to_usd(charge.saved_cache_micro))

@@ -97,6 +97,7 @@ class Respond:
             tier=ctx.call.tier,
             chunks=chunks,
             body=end.body,
+            request_id=ctx.job.request_id,
         )
 
     async def _whole(self, ctx: RequestContext) -> str:

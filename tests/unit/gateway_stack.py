@@ -16,6 +16,7 @@ from cache import CacheStore, SemanticCache
 from router import Router
 from router.policy import ThresholdPolicy
 from router.scorer import HeuristicScorer
+from serving.audit import AuditLog
 from serving.config import parse_config
 from serving.gateway import GatewayService, build_gateway
 from serving.http import build_http_app
@@ -82,6 +83,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         tenancy: dict[str, Any] | None = None,
         admin_key: str | None = None,
         tier_options: dict[str, dict[str, Any]] | None = None,
+        audit: AuditLog | None = None,
     ) -> Stack:
         extra = tier_options or {}
         config = parse_config(
@@ -125,6 +127,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
             tracer,
             redis_url=redis or redis_url,
             admin_key=admin_key,
+            audit=audit,
         )
         app = build_http_app(service)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)

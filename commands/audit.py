@@ -1,0 +1,118 @@
+"""`tierserve audit verify|export|tail`: the audit log of a running stack through its admin API (`--url`, the
+admin key from TIERSERVE_ADMIN_KEY or --admin-key), or its files directly (`--dir`, e.g. .tierserve/data/audit)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from serving.admin_audit import jsonl, select
+from serving.audit import verify
+
+DirOption = Annotated[Path | None, typer.Option("--dir", help="Read the segment files here instead of a stack.")]
+UrlOption = Annotated[str, typer.Option("--url", help="The running stack (ignored with --dir).")]
+AdminKeyOption = Annotated[
+    str, typer.Option("--admin-key", envvar="TIERSERVE_ADMIN_KEY", help="The admin key (TIERSERVE_ADMIN_KEY).")
+]
+SinceOption = Annotated[str | None, typer.Option("--since", help="24h, 7d, or an ISO time.")]
+TenantOption = Annotated[str | None, typer.Option("--tenant", help="Only this tenant's records.")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+console = Console(stderr=True)
+
+
+def _get(url: str, admin_key: str, path: str, params: dict[str, Any]) -> httpx.Response:
+    if not admin_key:
+        console.print(
+            Text("no admin key: set TIERSERVE_ADMIN_KEY or pass --admin-key (or read files: --dir)", style="red")
+        )
+        raise typer.Exit(2)
+    try:
+        response = httpx.get(
+            f"{url.rstrip('/')}{path}",
+            params={k: v for k, v in params.items() if v is not None},
+            headers={"Authorization": f"Bearer {admin_key}"},
+            timeout=120,
+        )
+    except httpx.HTTPError as error:
+        console.print(Text(f"cannot reach {url}: {error}", style="red"), soft_wrap=True)
+        raise typer.Exit(1) from None
+    if response.status_code >= 300:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:500]
+        console.print(Text(f"{response.status_code}: {message}", style="red"), soft_wrap=True)
+        raise typer.Exit(1)
+    return response
+
+
+def _records(directory: Path | None, url: str, admin_key: str, path: str, **params: Any) -> list[str]:
+    if directory is None:
+        return [line + "\n" for line in _get(url, admin_key, path, params).text.splitlines() if line]
+    try:
+        return list(jsonl(select(directory, params.get("since"), params.get("tenant"))))
+    except ValueError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+
+
+def build_audit_app() -> typer.Typer:
+    audit = typer.Typer(
+        help="Read and check the audit log (hash-chained, one record per request).", no_args_is_help=True
+    )
+
+    @audit.command("verify")
+    def verify_command(
+        directory: DirOption = None, url: UrlOption = DEFAULT_URL, admin_key: AdminKeyOption = ""
+    ) -> None:
+        """Check every record's hash and link: exit 1 when any record was edited, removed or moved."""
+        if directory is not None:
+            if not directory.is_dir():
+                console.print(Text(f"no audit log at {directory}", style="red"))
+                raise typer.Exit(2)
+            report = verify(directory).as_dict()
+        else:
+            report = _get(url, admin_key, "/admin/audit/verify", {}).json()
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        style = "green" if report["ok"] else "red"
+        summary = f"{report['records']} records from {report['writers']} writers: " + (
+            "intact" if report["ok"] else f"{len(report['problems'])} problems"
+        )
+        console.print(Text(summary, style=style))
+        if not report["ok"]:
+            raise typer.Exit(1)
+
+    @audit.command("export")
+    def export_command(
+        since: SinceOption = None,
+        tenant: TenantOption = None,
+        directory: DirOption = None,
+        url: UrlOption = DEFAULT_URL,
+        admin_key: AdminKeyOption = "",
+    ) -> None:
+        """Every record (oldest first) as JSON lines on stdout."""
+        sys.stdout.writelines(_records(directory, url, admin_key, "/admin/audit/export", since=since, tenant=tenant))
+
+    @audit.command("tail")
+    def tail_command(
+        n: Annotated[int, typer.Option("-n", min=1, max=10_000, help="How many of the newest records.")] = 20,
+        tenant: TenantOption = None,
+        directory: DirOption = None,
+        url: UrlOption = DEFAULT_URL,
+        admin_key: AdminKeyOption = "",
+    ) -> None:
+        """The newest records as JSON lines."""
+        if directory is not None:
+            sys.stdout.writelines(_records(directory, url, admin_key, "", tenant=tenant)[-n:])
+        else:
+            sys.stdout.writelines(_records(None, url, admin_key, "/admin/audit/tail", n=n, tenant=tenant))
+
+    return audit

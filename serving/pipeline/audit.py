@@ -1,0 +1,59 @@
+"""The audit stage: every request that reaches the pipeline leaves one record in the audit log (serving.audit)
+when it ends, answered or refused, and the record is on disk before the response completes: the closers of a
+whole answer run before it is sent, a stream's before its last byte. The record names who asked (tenant, key id,
+never the key), what answered (tier, cache outcome, similarity, and for a replayed answer the request that made it:
+lineage), what it cost, and hashes of the prompt and the answer; no text."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from serving.audit import AuditLog, now_iso
+from serving.pipeline.context import RequestContext
+
+
+class AuditTrail:
+    name = "audit"
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    async def run(self, ctx: RequestContext) -> None:
+        ctx.closers.append(self._record)
+
+    async def _record(self, ctx: RequestContext) -> None:
+        await self._log.append(request_record(ctx))
+
+
+def request_record(ctx: RequestContext) -> dict[str, Any]:
+    job, answer = ctx.job, ctx.answer
+    replayed = ctx.answered_by == "cache"
+    return {
+        "kind": "request",
+        "time": now_iso(),
+        "request_id": job.request_id,
+        "trace_id": ctx.trace.trace_id,
+        "tenant": job.tenant,
+        "key_id": ctx.principal.key_id,
+        "endpoint": job.endpoint,
+        "model": job.model,
+        "stream": job.stream,
+        "tier": (answer.tier if answer is not None else None) or ctx.tier,
+        "answered_by": ctx.answered_by,
+        "fallback_from": ctx.headers.get("x-tierserve-fallback-from"),
+        "escalated_from": ctx.escalated_from,
+        "prompt_version": None,
+        "cache": ctx.headers.get("x-tierserve-cache"),
+        "similarity": ctx.visit.similarity,
+        "lineage": answer.request_id if replayed and answer is not None else None,
+        "status": ctx.status,
+        "error": ctx.error,
+        "latency_ms": round((time.perf_counter() - ctx.started) * 1e3, 1),
+        "prompt_tokens": ctx.usage[0] if ctx.usage else None,
+        "completion_tokens": ctx.usage[1] if ctx.usage else ctx.streamed_tokens or None,
+        "cost_usd": ctx.charge.cost_micro / 1e6 if ctx.charge is not None else None,
+        "prompt_sha256": hashlib.sha256(job.body).hexdigest(),
+        "answer_sha256": hashlib.sha256(answer.text.encode()).hexdigest() if answer is not None else None,
+    }
