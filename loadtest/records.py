@@ -40,6 +40,7 @@ class RequestRecord:
     worker: str = ""
     retry_after_s: float | None = None  # Retry-After of a refused request
     attempts: int = 1  # sends it took (--client-retries)
+    request_id: str | None = None  # x-request-id of the (last) response: the stack's logs, traces and audit use it
 
     @property
     def end(self) -> float:

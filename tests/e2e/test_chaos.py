@@ -21,7 +21,10 @@ import pytest
 import yaml
 
 from loadtest.chaos import reckon
+from loadtest.records import read_records
 from loadtest.runner import LoadPlan, run_locust
+from serving.audit import read_records as audit_records
+from serving.audit import verify as audit_verify
 from tests.e2e.conftest import ROOT, running_stack, stack_url
 
 # `make test` runs each scenario for 30 s; `make chaos` sets TIERSERVE_CHAOS_DURATION_S for the long runs.
@@ -100,10 +103,19 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack
         yield ChaosStack(url=stack_url(process), pid=process.pid, config=path, folder=folder, process=process)
 
 
-def test_a_killed_gateway_replica_costs_a_retrying_client_nothing(chaos_stack: ChaosStack) -> None:
+def test_a_killed_gateway_replica_costs_a_retrying_client_nothing_and_no_audit_record(
+    chaos_stack: ChaosStack,
+) -> None:
     result = chaos_stack.chaos("gateway")  # the load retries twice, as the openai client does by default
     assert result["reconciled"] and result["sent_after_kill"] > 0
     assert result["failed_sent_after_kill"] == 0 and result["lost_after_acknowledgement"] == 0, result
+    # Every answer a client got has its audit record, the killed replica's included (fsynced before the answer).
+    answered = {r.request_id for r in read_records(chaos_stack.folder / "runs" / "gateway-records.jsonl") if r.ok}
+    audited = {r.get("request_id") for r in audit_records(chaos_stack.folder / "data" / "audit")}
+    assert len(answered) == result["answered"] and None not in answered
+    assert answered <= audited, sorted(str(missing) for missing in answered - audited)[:5]
+    assert len({path.parent for path in (chaos_stack.folder / "data" / "audit").rglob("segment-*.jsonl")}) >= 3
+    assert audit_verify(chaos_stack.folder / "data" / "audit").ok  # the killed writer's chain is whole too
 
 
 def test_redis_killed_under_load_bypasses_the_cache_then_resumes(chaos_stack: ChaosStack) -> None:

