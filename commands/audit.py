@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from serving.admin_audit import jsonl, select
+from serving.admin_client import admin_request
 from serving.audit import verify
 
 DirOption = Annotated[Path | None, typer.Option("--dir", help="Read the segment files here instead of a stack.")]
@@ -29,29 +30,8 @@ console = Console(stderr=True)
 
 
 def _get(url: str, admin_key: str, path: str, params: dict[str, Any]) -> httpx.Response:
-    if not admin_key:
-        console.print(
-            Text("no admin key: set TIERSERVE_ADMIN_KEY or pass --admin-key (or read files: --dir)", style="red")
-        )
-        raise typer.Exit(2)
-    try:
-        response = httpx.get(
-            f"{url.rstrip('/')}{path}",
-            params={k: v for k, v in params.items() if v is not None},
-            headers={"Authorization": f"Bearer {admin_key}"},
-            timeout=120,
-        )
-    except httpx.HTTPError as error:
-        console.print(Text(f"cannot reach {url}: {error}", style="red"), soft_wrap=True)
-        raise typer.Exit(1) from None
-    if response.status_code >= 300:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:500]
-        console.print(Text(f"{response.status_code}: {message}", style="red"), soft_wrap=True)
-        raise typer.Exit(1)
-    return response
+    chosen = {key: value for key, value in params.items() if value is not None}
+    return admin_request("GET", url, admin_key, path, timeout_s=120, params=chosen)
 
 
 def _records(directory: Path | None, url: str, admin_key: str, path: str, **params: Any) -> list[str]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from serving.admin_client import admin_request
 
 UrlOption = Annotated[str, typer.Option("--url", help="The running stack.")]
 AdminKeyOption = Annotated[
@@ -36,24 +37,7 @@ def _table_console() -> Console:
 
 
 def _call(method: str, url: str, admin_key: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    if not admin_key:
-        console.print(Text("no admin key: set TIERSERVE_ADMIN_KEY or pass --admin-key", style="red"))
-        raise typer.Exit(2)
-    try:
-        response = httpx.request(
-            method, f"{url.rstrip('/')}{path}", headers={"Authorization": f"Bearer {admin_key}"}, timeout=30, **kwargs
-        )
-    except httpx.HTTPError as error:
-        console.print(Text(f"cannot reach {url}: {error}", style="red"), soft_wrap=True)
-        raise typer.Exit(1) from None
-    if response.status_code >= 300:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:500]
-        console.print(Text(f"{response.status_code}: {message}", style="red"), soft_wrap=True)
-        raise typer.Exit(1)
-    data: dict[str, Any] = response.json()
+    data: dict[str, Any] = admin_request(method, url, admin_key, path, **kwargs).json()
     return data
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from cache.cli import add_eval_command
 from commands.audit import build_audit_app
 from commands.keys import build_cost_app, build_keys_app
+from commands.prompts import build_prompts_app
 from commands.router import build_router_app
 from loadtest.chaos import add_chaos_command
 from loadtest.cli import add_loadtest_command
@@ -18,6 +19,7 @@ app.add_typer(build_router_app(), name="router")  # tierserve router train|eval|
 app.add_typer(build_keys_app(), name="keys")  # tierserve keys create|list|show|update|revoke|rotate
 app.add_typer(build_cost_app(), name="cost")  # tierserve cost report
 app.add_typer(build_audit_app(), name="audit")  # tierserve audit verify|export|tail
+app.add_typer(build_prompts_app(), name="prompts")  # tierserve prompts create|list|show|diff|approve
 
 
 def main() -> None:

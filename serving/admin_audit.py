@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.audit import AuditLog, now_iso, read_records, verify
 from serving.errors import InvalidRequest
@@ -44,6 +45,20 @@ def _since(since: str) -> str:
             raise ValueError(f"since must be a span (24h, 7d) or an ISO time, not {since!r}") from None
         return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return (datetime.now(UTC) - timedelta(seconds=span)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def refusal_record(method: str, path: str, status: int, code: str | None, request_id: str) -> dict[str, Any]:
+    """A request refused at the HTTP edge, before the pipeline: no tenant is recorded (its key was missing or
+    wrong, or the request never got as far as being read for one)."""
+    return {
+        "kind": "refusal",
+        "time": now_iso(),
+        "request_id": request_id,
+        "method": method,
+        "path": path,
+        "status": status,
+        "error": code,
+    }
 
 
 def jsonl(records: list[dict[str, Any]]) -> Iterator[str]:
@@ -84,20 +99,38 @@ def install_audit_routes(app: FastAPI, service: GatewayService) -> None:
         records = await asyncio.to_thread(selected, request, None, tenant, None)
         return StreamingResponse(jsonl(records[-n:]), media_type="application/x-ndjson")
 
-    @app.middleware("http")
-    async def audit_admin_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if service.audit is not None and request.url.path.startswith("/admin"):
-            # Who: whoever holds the admin key (there is one); what: the call, never its body (keys are in it).
-            await service.audit.append(
-                {
-                    "kind": "admin",
-                    "time": now_iso(),
-                    "method": request.method,
-                    "path": request.url.path,
-                    "query": dict(request.query_params),
-                    "status": response.status_code,
-                    "request_id": request.headers.get("x-request-id"),
-                }
-            )
-        return response
+    app.add_middleware(AdminAudit, service=service)
+
+
+class AdminAudit:
+    """One audit record for every `/admin` call, written when its response starts (so before the client has any
+    of it). A plain ASGI middleware: every other path passes straight through, streams untouched."""
+
+    def __init__(self, app: ASGIApp, service: GatewayService) -> None:
+        self._app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log = self._service.audit
+        if log is None or scope["type"] != "http" or not str(scope.get("path", "")).startswith("/admin"):
+            await self._app(scope, receive, send)
+            return
+        request = Request(scope)
+
+        async def recorded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Who: whoever holds the admin key (there is one); what: the call, never its body (keys are in it).
+                await log.append(
+                    {
+                        "kind": "admin",
+                        "time": now_iso(),
+                        "method": request.method,
+                        "path": request.url.path,
+                        "query": dict(request.query_params),
+                        "status": message["status"],
+                        "request_id": request.headers.get("x-request-id"),
+                    }
+                )
+            await send(message)
+
+        await self._app(scope, receive, recorded)

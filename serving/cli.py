@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from serving.admin_client import admin_request
 from serving.config import ConfigError, StackConfig, load_config
 from serving.ingress import drain_haproxy, ingress_environment
 
@@ -112,22 +113,7 @@ TenantOption = Annotated[str | None, typer.Option("--tenant", help="One tenant (
 def _admin(
     method: str, url: str, key: str, path: str, *, json_body: object = None, params: dict[str, str] | None = None
 ) -> httpx.Response:
-    try:
-        response = httpx.request(
-            method,
-            f"{url.rstrip('/')}{path}",
-            headers={"Authorization": f"Bearer {key}"},
-            json=json_body,
-            params=params,
-            timeout=120,
-        )
-    except httpx.HTTPError as error:
-        console.print(Text(f"cannot reach {url}: {error}", style="red"), soft_wrap=True)
-        raise typer.Exit(1) from None
-    if response.status_code != 200:
-        console.print(Text(f"{response.status_code}: {response.text[:500]}", style="red"), soft_wrap=True)
-        raise typer.Exit(1)
-    return response
+    return admin_request(method, url, key, path, timeout_s=120, json=json_body, params=params)
 
 
 @cache_app.command("stats")

@@ -16,6 +16,7 @@ class ServingError(Exception):
     type: str = "server_error"
     code: str = "internal_error"
     counted: bool = False  # already in tierserve_requests_total with its tier and cache labels
+    audited: bool = False  # its request's audit record is written (the pipeline's audit stage ran)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

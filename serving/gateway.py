@@ -38,9 +38,11 @@ from serving.pipeline.degrade import Degrade
 from serving.pipeline.dispatch import Dispatch, TierClient
 from serving.pipeline.limits import Limits
 from serving.pipeline.observe import Observe
+from serving.pipeline.prompt import PromptTemplate
 from serving.pipeline.respond import Respond
 from serving.pipeline.route import Route
 from serving.pipeline.shed import Shed
+from serving.prompts import PromptStore
 from serving.protocol import ModelCard, ModelList
 from serving.reliability import Breakers
 from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
@@ -92,6 +94,7 @@ class GatewayService:
         self._meter = meter
         self.keys = keys
         self.audit = audit
+        self.prompts: PromptStore | None = None  # versioned system prompts (with Redis)
         self._created = int(time.time())
 
     @property
@@ -147,6 +150,7 @@ class GatewayService:
             if ctx.call is not None and not error.counted:  # failed on its tier: counted with it
                 self._observe.count_failure(ctx, error)
             ctx.status, ctx.error = error.status, error.code or type(error).__name__
+            error.audited = self.audit is not None
             ctx.trace.end(error.status, error.code or type(error).__name__)
             await asyncio.shield(ctx.close())
             raise
@@ -223,6 +227,7 @@ def build_gateway(
     respond = Respond(dispatch, [CacheStore(cache, versions)], observe)
     redis: aioredis.Redis | None = None
     meter: Meter | None = None
+    prompts: PromptStore | None = None
     stages: list[Stage] = [AuditTrail(audit)] if audit is not None else []
     stages.append(Admission(config, list(tiers), router))
     if redis_url is not None:
@@ -234,9 +239,12 @@ def build_gateway(
         )
         redis = aioredis.Redis(connection_pool=pool)
         meter = Meter(redis, tenancy_prefix(config), config.tenancy, config.gateway.request_timeout_s + 60, metrics)
-        stages.append(Limits(meter, prices))
+        prompts = PromptStore(redis, config.cache.redis.key_prefix)
+        stages += [PromptTemplate(prompts), Limits(meter, prices)]
     elif any(not config.tenancy.policy(t).empty for t in [*config.tenancy.tenants, "\0"]):
         raise ValueError("tenancy limits and budgets need Redis (give the gateway a Redis URL)")
+    else:
+        stages.append(PromptTemplate(None))  # a request naming a prompt gets a clear 400
     stages += [
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),
@@ -254,4 +262,6 @@ def build_gateway(
         config.gateway.default_tenant,
     )
     auth = Authenticator(directory, admin_key)
-    return GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter, keys, audit)
+    service = GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter, keys, audit)
+    service.prompts = prompts
+    return service

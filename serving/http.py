@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache import SemanticCache, TokenCountingEmbedder
 from serving.admin import install_admin_routes
-from serving.admin_audit import install_audit_routes
+from serving.admin_audit import install_audit_routes, refusal_record
+from serving.admin_prompts import install_prompt_routes
 from serving.body import parse_body
 from serving.config import AUTO_MODEL
 from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
@@ -104,15 +105,25 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
         endpoint = _ENDPOINTS.get(request.url.path, "other")
         service.metrics.requests.labels(endpoint, "none", "none", str(status)).inc()
 
+    async def _audit_refusal(request: Request, status: int, code: str | None) -> None:
+        # Refused at the edge, before the pipeline (its audit stage) saw it: a wrong key, a bad body, no route.
+        if service.audit is not None and request.url.path.startswith("/v1"):
+            await service.audit.append(
+                refusal_record(request.method, request.url.path, status, code, _request_id(request))
+            )
+
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, error: ServingError) -> JSONResponse:
         if not error.counted:
             _count_refusal(request, error.status)
+        if not error.audited:
+            await _audit_refusal(request, error.status, error.code)
         return JSONResponse(error.body(), status_code=error.status, headers=error.headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         _count_refusal(request, error.status_code)
+        await _audit_refusal(request, error.status_code, None)
         type_, code = _STATUS_TYPES.get(error.status_code, ("invalid_request_error", None))
         return _error(error.status_code, str(error.detail), type_, code)
 
@@ -186,6 +197,7 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
 
     install_admin_routes(app, service, lambda request, model: _parse(request, model, max_bytes))
     install_audit_routes(app, service)
+    install_prompt_routes(app, service, lambda request, model: _parse(request, model, max_bytes))
 
     @app.get("/health")
     async def health() -> JSONResponse:

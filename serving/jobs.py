@@ -36,10 +36,13 @@ class Job:
     route_cap: str | None = None
     # The caller's W3C trace headers (traceparent, tracestate): the request's span joins that trace.
     trace_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # A versioned system prompt to serve this request with (x-tierserve-prompt: name@version, or name).
+    prompt_ref: str | None = None
 
 
 PIN_TIER_HEADER = "x-tierserve-pin-tier"
 MAX_TIER_HEADER = "x-tierserve-max-tier"
+PROMPT_HEADER = "x-tierserve-prompt"
 
 
 def with_request_headers(job: Job, headers: Mapping[str, str]) -> Job:
@@ -50,6 +53,7 @@ def with_request_headers(job: Job, headers: Mapping[str, str]) -> Job:
         route_pin=headers.get(PIN_TIER_HEADER) or None,
         route_cap=headers.get(MAX_TIER_HEADER) or None,
         trace_headers=caller_context(headers),
+        prompt_ref=headers.get(PROMPT_HEADER) or None,
     )
 
 

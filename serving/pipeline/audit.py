@@ -44,7 +44,7 @@ def request_record(ctx: RequestContext) -> dict[str, Any]:
         "answered_by": ctx.answered_by,
         "fallback_from": ctx.headers.get("x-tierserve-fallback-from"),
         "escalated_from": ctx.escalated_from,
-        "prompt_version": None,
+        "prompt_version": ctx.prompt_version,
         "cache": ctx.headers.get("x-tierserve-cache"),
         "similarity": ctx.visit.similarity,
         "lineage": answer.request_id if replayed and answer is not None else None,

@@ -97,6 +97,7 @@ class RequestContext:
     charge: Charge | None = None
     answer: CachedAnswer | None = None  # what was answered (live or replayed), for the audit record
     error: str | None = None  # the error code of a refused or failed request
+    prompt_version: str | None = None  # the versioned system prompt it was served with (name@version)
     streamed_tokens: int = 0
     on_tokens: Callable[[int], Awaitable[None]] | None = None
     closers: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)

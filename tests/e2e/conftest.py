@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -124,3 +125,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Ite
     log = folder / "tierserve.log"
     with running_stack(traced_config(folder, collector.endpoint), log) as process:
         yield Stack(url=stack_url(process), process=process, log=log, collector=collector)
+
+
+def small_and_large(**small: Any) -> list[dict[str, Any]]:
+    """The two real tiers of the e2e stacks that test failure: `small` (SmolLM2, with `small`'s extra settings) and
+    `large` (gemma), which falls back to `small` after an 8 s first-token deadline or two failures in a row."""
+    return [
+        {
+            "name": "small",
+            "model": "SmolLM2-135M-Instruct",
+            "prepared": "smollm2-135m-instruct",
+            "engine": {"max_model_len": 2048},
+            "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 128},
+            **small,
+        },
+        {
+            "name": "large",
+            "model": "gemma-3-270m",
+            "prepared": "gemma3-270m",
+            "stop": ["\nUser:"],
+            "engine": {"max_model_len": 2048},
+            "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 16},
+            "reliability": {"fallback": ["small"], "first_token_timeout_s": 8, "breaker": {"failures": 2}},
+        },
+    ]

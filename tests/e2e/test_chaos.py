@@ -25,7 +25,7 @@ from loadtest.records import read_records
 from loadtest.runner import LoadPlan, run_locust
 from serving.audit import read_records as audit_records
 from serving.audit import verify as audit_verify
-from tests.e2e.conftest import ROOT, running_stack, stack_url
+from tests.e2e.conftest import ROOT, running_stack, small_and_large, stack_url
 
 # `make test` runs each scenario for 30 s; `make chaos` sets TIERSERVE_CHAOS_DURATION_S for the long runs.
 DURATION_S = int(os.environ.get("TIERSERVE_CHAOS_DURATION_S", "30"))
@@ -71,24 +71,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack
     config = {
         "models_dir": str((ROOT / ".tierserve" / "models").resolve()),
         "data_dir": str(folder / "data"),
-        "tiers": [
-            {
-                "name": "small",
-                "model": "SmolLM2-135M-Instruct",
-                "prepared": "smollm2-135m-instruct",
-                "engine": {"max_model_len": 2048},
-                "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 64},
-            },
-            {
-                "name": "large",
-                "model": "gemma-3-270m",
-                "prepared": "gemma3-270m",
-                "stop": ["\nUser:"],
-                "engine": {"max_model_len": 2048},
-                "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 16},
-                "reliability": {"fallback": ["small"], "first_token_timeout_s": 8, "breaker": {"failures": 2}},
-            },
-        ],
+        "tiers": small_and_large(),
         "router": {"thresholds": [0.99]},
         "gateway": {
             "deployment": {"num_replicas": 2, "num_cpus": 0.25, "max_ongoing_requests": 256},

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import psutil
 import pytest
 import redis
 import yaml
+from openai import OpenAI
 
 from serving.redis_server import LocalRedis
-from tests.e2e.conftest import ROOT, running_stack, stack_url
+from tests.e2e.conftest import ROOT, running_stack, small_and_large, stack_url
 
 ADMIN_KEY = "e2e-admin-key-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -35,13 +37,17 @@ class TenancyStack:
     data: Path
     pid: int  # the `tierserve serve` process: its descendants are this stack's Ray processes
 
-    def keys(self, *args: str) -> dict[str, Any]:
-        """`tierserve keys ... --json` against this stack."""
+    def cli(self, *args: str) -> str:
+        """`tierserve ... --url URL` against this stack, as its operator (the admin key in the environment)."""
         env = {**os.environ, "TIERSERVE_ADMIN_KEY": ADMIN_KEY}
-        cli = [sys.executable, "-m", "commands.main", "keys", *args, "--url", self.url, "--json"]
+        cli = [sys.executable, "-m", "commands.main", *args, "--url", self.url]
         done = subprocess.run(cli, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout)
+        return done.stdout
+
+    def keys(self, *args: str) -> dict[str, Any]:
+        """`tierserve keys ... --json` against this stack."""
+        result: dict[str, Any] = json.loads(self.cli("keys", *args, "--json"))
         return result
 
 
@@ -52,26 +58,7 @@ def tenancy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenancyS
     config = {
         "models_dir": str((ROOT / ".tierserve" / "models").resolve()),
         "data_dir": str(folder / "data"),
-        "tiers": [
-            {
-                "name": "small",
-                "model": "SmolLM2-135M-Instruct",
-                "prepared": "smollm2-135m-instruct",
-                "engine": {"max_model_len": 2048},
-                "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 128},
-                "price_per_1k_prompt_tokens": 0.5,
-                "price_per_1k_completion_tokens": 1.0,
-            },
-            {
-                "name": "large",
-                "model": "gemma-3-270m",
-                "prepared": "gemma3-270m",
-                "stop": ["\nUser:"],
-                "engine": {"max_model_len": 2048},
-                "deployment": {"num_replicas": 1, "num_cpus": 0.5, "max_ongoing_requests": 16},
-                "reliability": {"fallback": ["small"], "first_token_timeout_s": 8, "breaker": {"failures": 2}},
-            },
-        ],
+        "tiers": small_and_large(price_per_1k_prompt_tokens=0.5, price_per_1k_completion_tokens=1.0),
         "router": {"thresholds": [0.99]},
         "cache": {"enabled": False, "redis": {"url": own_redis.url}},
         "gateway": {
@@ -164,6 +151,22 @@ def test_revocation_reaches_every_replica_within_a_second_and_keys_are_hashed_at
     assert key.split("-", 2)[2].encode() not in dumped
     shown = tenancy_stack.keys("show", created["id"])
     assert shown["record"]["revoked"] is True and "digest" not in shown["record"]
+
+
+def test_a_versioned_prompt_is_approved_served_and_audited(tenancy_stack: TenancyStack) -> None:
+    key = tenancy_stack.keys("create", "--tenant", "prompted")["key"]
+    created = json.loads(tenancy_stack.cli("prompts", "create", "support", "--text", "Answer in one word.", "--json"))
+    ref = f"support@{created['version']}"
+    client = OpenAI(base_url=f"{tenancy_stack.url}/v1", api_key=key, max_retries=0)
+    ask = {"model": "small", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    with pytest.raises(openai.PermissionDeniedError):  # not approved yet
+        client.chat.completions.create(**ask, extra_headers={"x-tierserve-prompt": ref})  # type: ignore[call-overload]
+    tenancy_stack.cli("prompts", "approve", "support", str(created["version"]))
+    served = client.chat.completions.with_raw_response.create(**ask, extra_headers={"x-tierserve-prompt": ref})  # type: ignore[call-overload]
+    assert served.headers["x-tierserve-prompt-version"] == ref and served.parse().choices[0].message.content
+    records = [json.loads(line) for line in tenancy_stack.cli("audit", "export", "--tenant", "prompted").splitlines()]
+    assert [r["prompt_version"] for r in records if r["status"] == 200] == [ref]
+    assert json.loads(tenancy_stack.cli("audit", "verify"))["ok"]
 
 
 def test_a_killed_tier_replica_is_absorbed_by_its_fallback(tenancy_stack: TenancyStack) -> None:

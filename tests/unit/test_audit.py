@@ -116,6 +116,15 @@ async def test_the_gateway_records_requests_with_lineage_and_admin_calls(
     assert [(r["path"], r["status"]) for r in admin] == [("/admin/audit/export", 200), ("/admin/audit/verify", 200)]
     denied = await stack.client.get("/admin/audit/export", headers=ALPHA)
     assert denied.status_code == 401
+    # Refused at the HTTP edge, before the pipeline: a wrong key, a body that is not JSON. One record each, and the
+    # pipeline's own refusal above (404) was not written twice.
+    wrong_key = await stack.chat(headers={"authorization": "Bearer sk-nope"})
+    not_json = await stack.client.post("/v1/chat/completions", content=b"{nope", headers=ALPHA)
+    assert (wrong_key.status_code, not_json.status_code) == (401, 400)
+    refusals = [r for r in read_records(tmp_path) if r["kind"] == "refusal"]
+    assert sorted(r["status"] for r in refusals) == [400, 401]
+    assert sum(1 for r in read_records(tmp_path) if r.get("status") == 404) == 1
+    assert verify(tmp_path).ok
 
 
 async def test_the_audit_command_reads_and_checks_the_files(tmp_path: Path) -> None:

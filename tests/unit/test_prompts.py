@@ -1,0 +1,71 @@
+"""Versioned system prompts: created and approved through the admin API (real Redis), served only once approved,
+part of the cache key and of the audit record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from serving.audit import AuditConfig, AuditLog, read_records
+from tests.unit.gateway_stack import ALPHA, StackFactory
+
+ADMIN = {"authorization": "Bearer admin-secret"}
+
+
+async def test_only_an_approved_version_serves_and_it_is_the_first_system_message(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    stack = await make_stack(admin_key="admin-secret", audit=AuditLog(AuditConfig(), tmp_path, "gateway-test"))
+    created = await stack.client.post(
+        "/admin/prompts", json={"name": "support", "template": "You are a polite support agent."}, headers=ADMIN
+    )
+    assert created.status_code == 201 and created.json()["version"] == 1 and not created.json()["approved"]
+    with_prompt = {**ALPHA, "x-tierserve-prompt": "support@1"}
+    refused = await stack.chat(headers=with_prompt)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "prompt_not_approved"
+    assert (await stack.chat(headers={**ALPHA, "x-tierserve-prompt": "support"})).status_code == 404  # none approved
+    approved = await stack.client.post("/admin/prompts/support/1/approve", headers=ADMIN)
+    assert approved.status_code == 200 and approved.json()["approved"]
+    served = await stack.chat(headers=with_prompt)
+    assert served.status_code == 200 and served.headers["x-tierserve-prompt-version"] == "support@1"
+    sent = stack.small.payloads[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "You are a polite support agent."} and sent[1]["role"] == "user"
+    # `name` alone is its newest approved version; a second version is another cache key.
+    await stack.client.post("/admin/prompts", json={"name": "support", "template": "You are terse."}, headers=ADMIN)
+    await stack.client.post("/admin/prompts/support/2/approve", headers=ADMIN)
+    newest = await stack.chat(headers={**ALPHA, "x-tierserve-prompt": "support"})
+    assert newest.headers["x-tierserve-prompt-version"] == "support@2"
+    assert newest.headers["x-tierserve-cache"] == "miss"
+    assert (await stack.chat(headers=with_prompt)).headers["x-tierserve-cache"] == "hit"  # v1's own answer
+    requests = [r for r in read_records(tmp_path) if r["kind"] == "request" and r["status"] == 200]
+    assert [r["prompt_version"] for r in requests] == ["support@1", "support@2", "support@1"]
+    approvals = [r for r in read_records(tmp_path) if r["kind"] == "admin" and r["path"].endswith("/approve")]
+    assert len(approvals) == 2  # every approval is audited
+
+
+async def test_diff_show_list_and_clear_errors(make_stack: StackFactory) -> None:
+    stack = await make_stack(admin_key="admin-secret")
+    for template in ("Line one.\nLine two.\n", "Line one.\nLine 2.\n"):
+        await stack.client.post("/admin/prompts", json={"name": "faq", "template": template}, headers=ADMIN)
+    changed = (await stack.client.get("/admin/prompts/faq/diff?old=1&new=2", headers=ADMIN)).json()
+    assert "-Line two." in changed["diff"] and "+Line 2." in changed["diff"] and changed["from"] == "faq@1"
+    listed = (await stack.client.get("/admin/prompts", headers=ADMIN)).json()["data"]
+    assert listed == [{"name": "faq", "versions": 2, "approved": []}]
+    shown = (await stack.client.get("/admin/prompts/faq", headers=ADMIN)).json()
+    assert [v["version"] for v in shown["versions"]] == [1, 2] and len(shown["versions"][0]["sha256"]) == 64
+    assert (await stack.client.get("/admin/prompts/faq/9", headers=ADMIN)).status_code == 404
+    bad = await stack.chat(headers={**ALPHA, "x-tierserve-prompt": "faq@zero"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-tierserve-prompt"
+    completion = await stack.client.post(
+        "/v1/completions",
+        json={"model": "small", "prompt": "hi"},
+        headers={**ALPHA, "x-tierserve-prompt": "faq@1"},
+    )
+    assert completion.status_code == 400
+    assert (
+        await stack.client.post("/admin/prompts", json={"name": "x y", "template": "t"}, headers=ADMIN)
+    ).status_code == 400
+    assert (await stack.client.get("/admin/prompts", headers=ALPHA)).status_code == 401
+    assert json.loads((await stack.client.get("/admin/prompts/faq/1", headers=ADMIN)).text)["template"].startswith(
+        "Line"
+    )
