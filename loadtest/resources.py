@@ -90,4 +90,11 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
             "open_files_last": last.open_files.get(name, 0),
             "open_files_peak": max(s.open_files.get(name, 0) for s in samples),
         }
-    return {"samples": len(samples), "span_s": round(last.at_s - first.at_s, 1), "components": components}
+    # The whole curve too: a step (caches filling once) and a slope (a leak) end at the same last value.
+    series = {name: [[s.at_s, round(s.rss_mib.get(name, 0.0), 1)] for s in samples] for name in components}
+    return {
+        "samples": len(samples),
+        "span_s": round(last.at_s - first.at_s, 1),
+        "components": components,
+        "rss_mib_series": series,
+    }

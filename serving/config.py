@@ -190,10 +190,11 @@ class GatewayConfig(_Strict):
         "flight, streams included, get this long to finish before the stack stops.",
     )
     drain_s: float = Field(
-        default=0.0,
+        default=2.0,
         ge=0,
-        description="Seconds a stopping gateway replica keeps accepting requests (ingress=haproxy); raise it "
-        "behind an external load balancer that needs time to deregister the node.",
+        description="Seconds a stopping gateway replica keeps accepting requests (ingress=haproxy) while HAProxy "
+        "reloads without it: at 0, a rolling update under load lost a request routed to a replica as it closed "
+        "(1 of 36). Raise it behind an external load balancer that needs time to deregister the node.",
     )
     api_keys: dict[str, str] = Field(
         default_factory=dict, description="Bearer API key -> tenant id. Empty: open, one default tenant."

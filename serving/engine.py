@@ -159,15 +159,19 @@ class VLLMServingEngine:
 
     @classmethod
     async def start(cls, model_path: str, tier: TierConfig) -> VLLMServingEngine:
+        # vLLM sets up logging when it is imported and again when its engine starts (configure_logging).
+        with serve_log_handlers_kept():
+            return await cls._start(model_path, tier)
+
+    @classmethod
+    async def _start(cls, model_path: str, tier: TierConfig) -> VLLMServingEngine:
         # Imported here: vLLM's import costs seconds and must not happen when the package is imported.
         from starlette.datastructures import State
-
-        with serve_log_handlers_kept():
-            from vllm.engine.arg_utils import AsyncEngineArgs
-            from vllm.entrypoints.launchers.api_server.app_state import init_app_state
-            from vllm.entrypoints.launchers.cli_args import make_arg_parser
-            from vllm.utils.argparse_utils import FlexibleArgumentParser
-            from vllm.v1.engine.async_llm import AsyncLLM
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+        from vllm.v1.engine.async_llm import AsyncLLM
 
         parser = make_arg_parser(FlexibleArgumentParser())  # type: ignore[no-untyped-call]
         args = parser.parse_args(["--model", model_path])

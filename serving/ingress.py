@@ -93,8 +93,8 @@ def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(quiet_port()),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
             "RAY_SERVE_HAPROXY_NBTHREAD": str(gateway.haproxy_threads),
-            # Ray holds a stopping replica open this long so an external load balancer can deregister it; the
-            # HAProxy in front of it is Ray's own and is told at once, so waiting only slows Ctrl-C.
+            # Ray holds a stopping replica open this long: its own HAProxy is told at once, but a request it had
+            # already sent that way still needs the replica to answer (gateway.drain_s).
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(gateway.drain_s),
         }
     )
