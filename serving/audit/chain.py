@@ -36,11 +36,15 @@ def writers(root: Path) -> list[Path]:
     return sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
 
 
+def segment_lines(path: Path) -> Iterator[tuple[Path, int, str]]:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            yield path, number, line
+
+
 def read_lines(folder: Path) -> Iterator[tuple[Path, int, str]]:
     for path in segments(folder):
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, 1):
-                yield path, number, line
+        yield from segment_lines(path)
 
 
 def read_records(root: Path) -> Iterator[dict[str, Any]]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from serving.audit.chain import GENESIS, read_lines, seal, segments
+from serving.audit.chain import GENESIS, read_lines, seal, segment_lines, segments
 from serving.audit.config import AuditConfig
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class AuditLog:
         for path in segments(self._folder)[:-1]:
             if path.stat().st_mtime >= cutoff:
                 break
-            for _, _, line in read_lines_of(path):
+            for _, _, line in segment_lines(path):
                 try:
                     record = json.loads(line)
                     pruned_through, pruned_hash = int(record["seq"]), str(record["hash"])
@@ -134,11 +134,6 @@ class AuditLog:
         if self._segment is not None:
             self._segment.close()
             self._segment = None
-
-
-def read_lines_of(path: Path) -> list[tuple[Path, int, str]]:
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        return [(path, number, line) for number, line in enumerate(handle, 1)]
 
 
 def now_iso() -> str:
