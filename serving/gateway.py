@@ -248,7 +248,7 @@ def build_gateway(
     stages += [
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),
-        Degrade(config, cache, breakers, versions, respond),
+        Degrade(config, cache, breakers, versions, flights, respond),
         Shed(config),
         dispatch,
         respond,

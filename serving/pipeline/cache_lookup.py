@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from cache import CachedAnswer, Outcome, SemanticCache, namespace_key
-from serving.pipeline.context import CacheVisit, Flights, RequestContext
+from cache import CachedAnswer, Outcome, SemanticCache
+from serving.pipeline.context import CacheVisit, Flights, RequestContext, job_namespace
 from serving.pipeline.respond import Respond
 
 
@@ -49,14 +49,7 @@ class CacheLookup:
         reason = job.cache_bypass or ("temperature" if job.temperature > cache.config.max_temperature else None)
         if reason is not None or not cache.available():
             return CacheVisit(Outcome.BYPASS, bypass_reason=reason or "unavailable")
-        namespace = namespace_key(
-            tenant=job.tenant,
-            model_alias=job.model,
-            model_version=self._model_versions[job.model],
-            endpoint=job.endpoint,
-            context=job.context,
-            params=job.params,
-        )
+        namespace = job_namespace(job, job.model, self._model_versions)
         with ctx.stage("cache_exact"):
             exact = await cache.lookup_exact(job.tenant, namespace, job.query)
         if exact is not None:  # an identical repeat: answered without embedding anything

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 
-from cache import CachedAnswer, Outcome
+from cache import CachedAnswer, Outcome, namespace_key
 from router import Decision, Overrides
 from serving.contract import TierEvent
 from serving.jobs import Job
@@ -59,6 +59,29 @@ class CacheVisit:
     @property
     def storable(self) -> bool:
         return self.outcome is Outcome.MISS and self.namespace is not None
+
+    def land(self, flights: Flights) -> None:
+        """This request led the generation of its question and will not store an answer: the requests waiting on
+        it stop waiting (they generate for themselves) and the question can have a new leader."""
+        if self.flight is None:
+            return
+        if not self.flight.done():
+            self.flight.set_result(None)
+        if self.flight_key is not None:
+            flights.pop(self.flight_key, None)
+        self.flight = None
+
+
+def job_namespace(job: Job, alias: str, model_versions: Mapping[str, str]) -> str:
+    """The cache namespace of `job` asked of `alias`: everything that must match exactly for an answer to serve."""
+    return namespace_key(
+        tenant=job.tenant,
+        model_alias=alias,
+        model_version=model_versions[alias],
+        endpoint=job.endpoint,
+        context=job.context,
+        params=job.params,
+    )
 
 
 @dataclass

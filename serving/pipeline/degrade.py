@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cache import Outcome, SemanticCache, namespace_key
+from cache import Outcome, SemanticCache
 from serving.config import StackConfig
-from serving.pipeline.context import RequestContext
+from serving.pipeline.context import Flights, RequestContext, job_namespace
 from serving.pipeline.respond import Respond
 from serving.reliability import Breakers
 
@@ -24,6 +24,7 @@ class Degrade:
         cache: SemanticCache | None,
         breakers: Breakers,
         model_versions: Mapping[str, str],
+        flights: Flights,
         respond: Respond,
     ) -> None:
         self._threshold = config.cache.degraded_threshold
@@ -31,6 +32,7 @@ class Degrade:
         self._cache = cache
         self._breakers = breakers
         self._model_versions = model_versions
+        self._flights = flights
         self._respond = respond
 
     def refusing(self, tier: str) -> bool:
@@ -45,26 +47,13 @@ class Degrade:
             return
         job = ctx.job
         aliases = dict.fromkeys([job.model, *self._chains[ctx.tier]])
-        namespaces = [
-            namespace_key(
-                tenant=job.tenant,
-                model_alias=alias,
-                model_version=self._model_versions[alias],
-                endpoint=job.endpoint,
-                context=job.context,
-                params=job.params,
-            )
-            for alias in aliases
-        ]
+        namespaces = [job_namespace(job, alias, self._model_versions) for alias in aliases]
         with ctx.stage("cache_degraded"):
             lookup = await cache.lookup_degraded(job.tenant, namespaces, visit.vector, job.query, self._threshold)
         if lookup.answer is None:
             return
         ctx.metrics.degraded.labels(ctx.tier).inc()
-        if visit.flight is not None:  # followers of this question generate for themselves
-            if not visit.flight.done():
-                visit.flight.set_result(None)
-            visit.flight = None
+        visit.land(self._flights)  # this request generates nothing: its question needs a new leader
         visit.outcome, visit.answer, visit.similarity = Outcome.HIT, lookup.answer, lookup.similarity
         ctx.headers |= {
             "x-tierserve-cache": "degraded",

@@ -196,13 +196,7 @@ class Dispatch:
         """The request's generation is over (answered, failed or abandoned): its span ends, followers of a
         generation that did not land stop waiting (they generate themselves), and the tier's stream is closed,
         which cancels the generation on the replica (vLLM aborts it)."""
-        visit = ctx.visit
-        if visit.flight is not None:
-            if not visit.flight.done():
-                visit.flight.set_result(None)
-            if visit.flight_key is not None:
-                self._flights.pop(visit.flight_key, None)
-            visit.flight = None
+        ctx.visit.land(self._flights)
         if ctx.call is not None:
             await self._close(ctx.call, error)
 
