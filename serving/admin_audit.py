@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.audit import AuditLog, now_iso, read_records, verify
+from serving.audit import AuditLog, iso, now_iso, read_records, verify
 from serving.errors import InvalidRequest
 from serving.gateway import GatewayService
 from serving.tenancy.ledger import parse_span
@@ -43,8 +43,8 @@ def _since(since: str) -> str:
             moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"since must be a span (24h, 7d) or an ISO time, not {since!r}") from None
-        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return (datetime.now(UTC) - timedelta(seconds=span)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso(moment)
+    return iso(datetime.now(UTC) - timedelta(seconds=span))
 
 
 def refusal_record(method: str, path: str, status: int, code: str | None, request_id: str) -> dict[str, Any]:

@@ -77,8 +77,10 @@ class PromptStore:
 
     async def versions(self, name: str) -> list[PromptVersion]:
         last = int(await self._redis.get(f"{self._prefix}:{name}:seq") or 0)
-        found = [await self.get(name, version) for version in range(1, last + 1)]
-        return [prompt for prompt in found if prompt is not None]
+        if last == 0:
+            return []
+        found = await self._redis.mget([self._key(name, version) for version in range(1, last + 1)])
+        return [PromptVersion.model_validate_json(raw) for raw in found if raw is not None]
 
     async def names(self) -> list[str]:
         return sorted(

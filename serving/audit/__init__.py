@@ -2,6 +2,6 @@
 
 from serving.audit.chain import Verdict, read_records, verify
 from serving.audit.config import AuditConfig
-from serving.audit.log import AuditLog, now_iso
+from serving.audit.log import AuditLog, iso, now_iso
 
-__all__ = ["AuditConfig", "AuditLog", "Verdict", "now_iso", "read_records", "verify"]
+__all__ = ["AuditConfig", "AuditLog", "Verdict", "iso", "now_iso", "read_records", "verify"]

@@ -136,5 +136,10 @@ class AuditLog:
             self._segment = None
 
 
+def iso(moment: datetime) -> str:
+    """The audit log's time format: UTC to the millisecond, with a Z (sorts as text)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
