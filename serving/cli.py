@@ -246,25 +246,22 @@ def _reload(current: StackConfig, path: Path, url: str, ready_timeout: float) ->
     except ConfigError as error:
         console.print(Text(f"reload refused, the stack keeps running as it was: {error}", style="red"), soft_wrap=True)
         return current
-    fixed = {"gateway.host": (current.gateway.host, stack.gateway.host), "ray": (current.ray, stack.ray)}
-    fixed |= {"gateway.port": (current.gateway.port, stack.gateway.port)}
-    fixed |= {"gateway.ingress": (current.gateway.ingress, stack.gateway.ingress)}
-    for name, (before, after) in fixed.items():
-        if before != after:
-            console.print(f"[yellow]{name} changes only on a restart: kept as it was[/]")
-    stack = stack.model_copy(
-        update={
-            "gateway": stack.gateway.model_copy(
-                update={"host": current.gateway.host, "port": current.gateway.port, "ingress": current.gateway.ingress}
-            ),
-            "ray": current.ray,
-        }
-    )
-    _prepare(stack)
+    # Where the stack listens and the Ray cluster it runs on were fixed at start.
+    kept = {name: getattr(current.gateway, name) for name in ("host", "port", "ingress")}
+    changed = [f"gateway.{name}" for name, value in kept.items() if getattr(stack.gateway, name) != value]
+    changed += ["ray"] if stack.ray != current.ray else []
+    if changed:
+        console.print(f"[yellow]{', '.join(changed)} change only on a restart: kept as they were[/]")
+    stack = stack.model_copy(update={"gateway": stack.gateway.model_copy(update=kept), "ray": current.ray})
     started = time.perf_counter()
     console.print(f"reloading {path} ...")
-    ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
-    _wait_healthy(url, ready_timeout)
+    try:
+        _prepare(stack)  # a tier the edit added may need its model prepared
+        ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
+        _wait_healthy(url, ready_timeout)
+    except Exception as error:  # a reload that fails must not stop the stack that is serving
+        console.print(Text(f"reload failed, the stack keeps running: {error}", style="red"), soft_wrap=True)
+        return stack
     console.print(f"[bold green]reloaded[/] in {time.perf_counter() - started:.0f}s")
     return stack
 
