@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -132,7 +133,12 @@ def _is_union_branch(part: object) -> bool:
 
 def from_validation_error(error: ValidationError) -> UnprocessableRequest:
     """A body that parsed as JSON but breaks the schema: name the first bad field like OpenAI does."""
-    first = error.errors()[0]
+    return from_errors(error.errors())
+
+
+def from_errors(errors: Sequence[Mapping[str, Any]]) -> UnprocessableRequest:
+    """pydantic's error list (a body's, or FastAPI's for a path or query parameter) as one OpenAI-style error."""
+    first = errors[0]
     # pydantic names the union branch it tried ("content.str"); clients only know the field path.
     location = ".".join(str(part) for part in first["loc"] if not _is_union_branch(part))
     message = first["msg"].removeprefix("Value error, ")

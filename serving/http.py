@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,7 +21,14 @@ from serving.admin_prompts import install_prompt_routes
 from serving.body import parse_body
 from serving.config import AUTO_MODEL
 from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
-from serving.errors import Forbidden, InvalidRequest, PayloadTooLarge, ServingError, from_validation_error
+from serving.errors import (
+    Forbidden,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServingError,
+    from_errors,
+    from_validation_error,
+)
 from serving.gateway import GatewayService
 from serving.jobs import job_from_chat, job_from_completion, with_request_headers
 from serving.openapi import install_openapi
@@ -119,6 +127,13 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
         if not error.audited:
             await _audit_refusal(request, error.status, error.code)
         return JSONResponse(error.body(), status_code=error.status, headers=error.headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_parameter(request: Request, error: RequestValidationError) -> JSONResponse:
+        # A path or query parameter of the wrong type (an admin route's version, n, ...): FastAPI's own answer is
+        # not the OpenAI error shape. The location's first part ("path", "query") is not a name a client uses.
+        errors = [{**e, "loc": tuple(e.get("loc", ()))[1:]} for e in error.errors()]
+        return await _serving_error(request, from_errors(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

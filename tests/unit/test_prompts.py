@@ -69,3 +69,13 @@ async def test_diff_show_list_and_clear_errors(make_stack: StackFactory) -> None
     assert json.loads((await stack.client.get("/admin/prompts/faq/1", headers=ADMIN)).text)["template"].startswith(
         "Line"
     )
+
+
+async def test_a_path_or_query_parameter_of_the_wrong_type_is_an_openai_error(make_stack: StackFactory) -> None:
+    stack = await make_stack(admin_key="admin-secret")
+    for path, param in (("/admin/prompts/faq/abc", "version"), ("/admin/prompts/faq/diff?old=x&new=1", "old")):
+        response = await stack.client.get(path, headers=ADMIN)
+        assert response.status_code == 422, response.text
+        assert (
+            response.json()["error"]["param"] == param and response.json()["error"]["type"] == "invalid_request_error"
+        )
