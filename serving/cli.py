@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.text import Text
 
 from serving.admin_client import admin_request
-from serving.config import ConfigError, StackConfig, load_config
+from serving.config import ConfigError, StackConfig, admin_key, load_config
 from serving.ingress import drain_haproxy, ingress_environment
 
 # The stack's own commands; commands.main assembles them with the other packages' into `tierserve`.
@@ -171,6 +171,11 @@ def serve(
     if host or port:
         gateway = stack.gateway.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
         stack = stack.model_copy(update={"gateway": gateway})
+    try:
+        admin_key(stack.gateway)  # read here too: a bad key is a clear error now, not a failed gateway minutes later
+    except ConfigError as error:
+        console.print(Text(f"{error}", style="red"), soft_wrap=True)
+        raise typer.Exit(2) from None
     _prepare(stack)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
