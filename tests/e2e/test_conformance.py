@@ -201,7 +201,10 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
         "--enforce-eager", "--enable-auto-tool-choice", "--tool-call-parser", str(tier.engine.tool_call_parser),
         "--seed", str(tier.engine.seed),
     ]  # fmt: skip
-    env = {**os.environ, **CPU_ENGINE_ENV}
+    # A tier replica's torch runs the thread team Ray gives its actor (OMP_NUM_THREADS = its whole CPUs, at least
+    # one); the same team here sums in the same order, so a seeded sample draws the same tokens on both servers.
+    threads = str(max(1, int(tier.deployment.num_cpus)))
+    env = {**os.environ, **CPU_ENGINE_ENV, "OMP_NUM_THREADS": threads}
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
