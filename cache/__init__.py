@@ -3,6 +3,7 @@
 The door holds what the gateway and the commands use; the parts (index, batching, verifier internals) are reached
 through their own modules by the cache's CLI, the benchmarks and the tests."""
 
+from cache.batching import EmbeddingBatcher
 from cache.config import CacheConfig
 from cache.embedder import SentenceTransformerEmbedder, TokenCountingEmbedder
 from cache.keys import namespace_key
@@ -11,6 +12,7 @@ from cache.store import CachedAnswer, CacheStore
 from cache.verify import LookalikeVerifier
 
 __all__ = [
+    "EmbeddingBatcher",
     "CacheConfig",
     "CacheStore",
     "CachedAnswer",

@@ -1,9 +1,11 @@
 """`tierserve audit verify|export|tail`: the audit log of a running stack through its admin API (`--url`, the
-admin key from TIERSERVE_ADMIN_KEY or --admin-key), or its files directly (`--dir`, e.g. .tierserve/data/audit)."""
+admin key from TIERSERVE_ADMIN_KEY or --admin-key), its files directly (`--dir`, e.g. .tierserve/data/audit), or
+the records every replica shipped to PostgreSQL (`--postgres`, the DSN from TIERSERVE_AUDIT_DSN)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from serving.admin_audit import jsonl, select
+from serving.admin_audit import jsonl, select, since_iso
 from serving.admin_client import admin_request
 from serving.audit import verify
 
@@ -24,6 +26,10 @@ AdminKeyOption = Annotated[
 ]
 SinceOption = Annotated[str | None, typer.Option("--since", help="24h, 7d, or an ISO time.")]
 TenantOption = Annotated[str | None, typer.Option("--tenant", help="Only this tenant's records.")]
+PostgresOption = Annotated[
+    bool, typer.Option("--postgres", help="Read the records shipped to PostgreSQL (DSN from TIERSERVE_AUDIT_DSN).")
+]
+TableOption = Annotated[str, typer.Option("--table", help="The PostgreSQL table (audit.postgres_table).")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 console = Console(stderr=True)
@@ -44,6 +50,14 @@ def _records(directory: Path | None, url: str, admin_key: str, path: str, **para
         raise typer.Exit(2) from None
 
 
+def _dsn() -> str:
+    dsn = os.environ.get("TIERSERVE_AUDIT_DSN")
+    if not dsn:
+        console.print(Text("--postgres reads the DSN from TIERSERVE_AUDIT_DSN, which is not set", style="red"))
+        raise typer.Exit(2)
+    return dsn
+
+
 def build_audit_app() -> typer.Typer:
     audit = typer.Typer(
         help="Read and check the audit log (hash-chained, one record per request).", no_args_is_help=True
@@ -51,10 +65,18 @@ def build_audit_app() -> typer.Typer:
 
     @audit.command("verify")
     def verify_command(
-        directory: DirOption = None, url: UrlOption = DEFAULT_URL, admin_key: AdminKeyOption = ""
+        directory: DirOption = None,
+        url: UrlOption = DEFAULT_URL,
+        admin_key: AdminKeyOption = "",
+        postgres: PostgresOption = False,
+        table: TableOption = "tierserve_audit",
     ) -> None:
         """Check every record's hash and link: exit 1 when any record was edited, removed or moved."""
-        if directory is not None:
+        if postgres:
+            from serving.audit.postgres import pg_verify
+
+            report = pg_verify(_dsn(), table).as_dict()
+        elif directory is not None:
             if not directory.is_dir():
                 console.print(Text(f"no audit log at {directory}", style="red"))
                 raise typer.Exit(2)
@@ -77,8 +99,17 @@ def build_audit_app() -> typer.Typer:
         directory: DirOption = None,
         url: UrlOption = DEFAULT_URL,
         admin_key: AdminKeyOption = "",
+        postgres: PostgresOption = False,
+        table: TableOption = "tierserve_audit",
     ) -> None:
         """Every record (oldest first) as JSON lines on stdout."""
+        if postgres:
+            from serving.audit.postgres import pg_records
+
+            start = since_iso(since) if since else None
+            for record in pg_records(_dsn(), table, since=start, tenant=tenant):
+                sys.stdout.write(json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
+            return
         sys.stdout.writelines(_records(directory, url, admin_key, "/admin/audit/export", since=since, tenant=tenant))
 
     @audit.command("tail")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from cache.cli import add_eval_command
 from commands.audit import build_audit_app
+from commands.guards import build_guards_app
 from commands.keys import build_cost_app, build_keys_app
 from commands.prompts import build_prompts_app
 from commands.router import build_router_app
@@ -20,6 +21,7 @@ app.add_typer(build_keys_app(), name="keys")  # tierserve keys create|list|show|
 app.add_typer(build_cost_app(), name="cost")  # tierserve cost report
 app.add_typer(build_audit_app(), name="audit")  # tierserve audit verify|export|tail
 app.add_typer(build_prompts_app(), name="prompts")  # tierserve prompts create|list|show|diff|approve
+app.add_typer(build_guards_app(), name="guards")  # tierserve guards train|check
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The audit log through the admin API: `/admin/audit/verify`, `/admin/audit/export`, `/admin/audit/tail` (what
-`tierserve audit ... --url` calls), and one audit record for every `/admin` call, written before its response."""
+`tierserve audit ... --url` calls), and one audit record for every `/admin` call, written before its response.
+Export and tail also take a tenant's own API key, scoped to that tenant's records."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.audit import AuditLog, iso, now_iso, read_records, verify
-from serving.errors import InvalidRequest
+from serving.errors import Forbidden, InvalidRequest, ServingError
 from serving.gateway import GatewayService
+from serving.pipeline.context import OPEN
 from serving.tenancy.ledger import parse_span
 
 
@@ -33,6 +35,11 @@ def select(
         and (kind is None or record.get("kind") == kind)
     ]
     return sorted(chosen, key=lambda record: (str(record.get("time", "")), int(record.get("seq", 0))))
+
+
+def since_iso(since: str) -> str:
+    """A `since` filter ("24h", "7d" or an ISO time) as the records' time format."""
+    return _since(since)
 
 
 def _since(since: str) -> str:
@@ -73,10 +80,32 @@ def install_audit_routes(app: FastAPI, service: GatewayService) -> None:
             raise InvalidRequest("The audit log is off in this stack's config.", code="audit_disabled")
         return service.audit
 
-    def selected(request: Request, since: str | None, tenant: str | None, kind: str | None) -> list[dict[str, Any]]:
-        root = log(request).root
+    async def readable_tenant(request: Request, tenant: str | None) -> str | None:
+        """The admin key reads every tenant's records; a tenant's own API key reads that tenant's only (a scoped
+        reader: a security reviewer of one tenant never sees another's records)."""
+        authorization = request.headers.get("authorization")
         try:
-            return select(root, since, tenant, kind)
+            service.authenticate_admin(authorization)
+            return tenant
+        except ServingError as admin_refusal:
+            try:
+                principal = await service.authenticate(authorization)
+            except ServingError:
+                raise admin_refusal from None
+            if principal.key_id == OPEN.key_id:  # an open stack has no tenant keys to scope by
+                raise admin_refusal from None
+        if tenant is not None and tenant != principal.tenant:
+            raise Forbidden("A tenant's key reads its own tenant's audit records only.", param="tenant")
+        return principal.tenant
+
+    async def selected(
+        request: Request, since: str | None, tenant: str | None, kind: str | None
+    ) -> list[dict[str, Any]]:
+        scope = await readable_tenant(request, tenant)
+        if service.audit is None:
+            raise InvalidRequest("The audit log is off in this stack's config.", code="audit_disabled")
+        try:
+            return await asyncio.to_thread(select, service.audit.root, since, scope, kind)
         except ValueError as error:
             raise InvalidRequest(str(error), param="since") from None
 
@@ -89,14 +118,14 @@ def install_audit_routes(app: FastAPI, service: GatewayService) -> None:
     async def audit_export(
         request: Request, since: str | None = None, tenant: str | None = None, kind: str | None = None
     ) -> StreamingResponse:
-        records = await asyncio.to_thread(selected, request, since, tenant, kind)
+        records = await selected(request, since, tenant, kind)
         return StreamingResponse(jsonl(records), media_type="application/x-ndjson")
 
     @app.get("/admin/audit/tail")
     async def audit_tail(request: Request, n: int = 20, tenant: str | None = None) -> StreamingResponse:
         if not 1 <= n <= 10_000:
             raise InvalidRequest("n must be between 1 and 10000.", param="n")
-        records = await asyncio.to_thread(selected, request, None, tenant, None)
+        records = await selected(request, None, tenant, None)
         return StreamingResponse(jsonl(records[-n:]), media_type="application/x-ndjson")
 
     app.add_middleware(AdminAudit, service=service)

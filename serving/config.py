@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cache import CacheConfig
+from guards.config import GuardsConfig
 from router import RouterConfig
 from serving.audit.config import AuditConfig
 from serving.tenancy.config import TenancyConfig
@@ -281,6 +282,9 @@ class StackConfig(_Strict):
     tracing: TracingConfig = Field(default_factory=TracingConfig, description="OpenTelemetry request traces.")
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig, description="Keys, limits, budgets, cost.")
     audit: AuditConfig = Field(default_factory=AuditConfig, description="The audit log (docs/security.md).")
+    guards: GuardsConfig = Field(
+        default_factory=GuardsConfig, description="Input and output guards, PII (docs/security.md)."
+    )
     models_dir: Path = Field(
         default=Path(".tierserve/models"),
         description="Where prepared models live; a relative path resolves against the folder above the config file's.",
@@ -309,6 +313,9 @@ class StackConfig(_Strict):
         unknown = sorted(self.router.tier_names_used() - set(names))
         if unknown:
             raise ValueError(f"router.tenants names unknown tier(s) {unknown}; tiers: {names}")
+        unknown = sorted(self.guards.route_tiers() - set(names))
+        if unknown:
+            raise ValueError(f"guards: input_route_tier names unknown tier(s) {unknown}; tiers: {names}")
         return self
 
     def tier(self, name: str) -> TierConfig:

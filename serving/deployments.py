@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -17,7 +18,8 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
-from cache import CacheStore, LookalikeVerifier, SemanticCache, SentenceTransformerEmbedder
+from cache import CacheStore, EmbeddingBatcher, LookalikeVerifier, SemanticCache, SentenceTransformerEmbedder
+from guards import Guards
 from router import build_router
 from serving.audit import AuditLog
 from serving.config import StackConfig, TierConfig, admin_key, parse_config
@@ -45,7 +47,8 @@ def audit_log(stack: StackConfig, replica: str) -> AuditLog | None:
     """This replica's audit writer: its own folder under the audit dir (the chain has one writer)."""
     if not stack.audit.enabled:
         return None
-    return AuditLog(stack.audit, stack.audit.dir or stack.data_dir / "audit", f"gateway-{replica}")
+    root = stack.audit.dir or stack.data_dir / "audit"
+    return AuditLog(stack.audit, root, f"gateway-{replica}", stack.audit.postgres_dsn(os.environ))
 
 
 def _replica_id() -> str:
@@ -171,6 +174,12 @@ class Gateway:
             cache = SemanticCache(stack.cache, embedder, store, LookalikeVerifier(stack.cache.verify))
             cache.start()  # follow the other replicas' inserts and deletes
         router = build_router(stack.router, [t.name for t in stack.tiers])
+        # Presidio (spaCy) and the classifier's weights load here, off the event loop.
+        guards = await asyncio.to_thread(Guards, stack.guards) if stack.guards.enabled else None
+        if guards is not None and cache is None and guards.classifier.embedding_dim:
+            # No cache to share an embedder with: the guard's own, batched the same way.
+            own = await asyncio.to_thread(SentenceTransformerEmbedder, None, stack.cache.embedder_device)
+            guards.embed = EmbeddingBatcher(own).embed
         self._cache = cache
         tracer, self._tracer_provider = build_tracer(stack.tracing)
         self._service = build_gateway(
@@ -184,6 +193,7 @@ class Gateway:
             admin_key=admin_key(stack.gateway),
             replica=_replica_id(),
             audit=audit_log(stack, _replica_id()),
+            guards=guards,
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -38,6 +38,12 @@ class InvalidRequest(ServingError):
     code = "invalid_request"
 
 
+class ContentPolicyViolation(InvalidRequest):
+    """The input guard blocked the request (injection or jailbreak)."""
+
+    code = "content_policy_violation"
+
+
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 

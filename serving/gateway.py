@@ -1,6 +1,7 @@
 """The gateway: one request through a pipeline of small stages (serving/pipeline/), free of Ray and HTTP.
 
-    admission -> limits -> cache_lookup -> route -> shed -> dispatch -> respond
+    audit -> admission -> prompt -> limits -> guard_input -> cache_lookup -> route -> degrade -> shed -> dispatch
+      -> respond (the output guard screens the answer as it leaves)
     on a complete answer: cache_store, then observe (metrics, cost, the trace's end)
     once it has ended, whatever way: the closers (limits: settle the budgets, free the slot, write the ledger)
 
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from cache import SemanticCache
+from guards import Guards
 from router import Router
 from serving.audit import AuditLog
 from serving.config import AUTO_MODEL, StackConfig
@@ -36,6 +38,8 @@ from serving.pipeline.context import OPEN, Flights, Reply, RequestContext
 from serving.pipeline.costs import with_cost, with_cost_chunk
 from serving.pipeline.degrade import Degrade
 from serving.pipeline.dispatch import Dispatch, TierClient
+from serving.pipeline.guard_input import InputGuard
+from serving.pipeline.guard_output import OutputGuard
 from serving.pipeline.limits import Limits
 from serving.pipeline.observe import Observe
 from serving.pipeline.prompt import PromptTemplate
@@ -215,6 +219,7 @@ def build_gateway(
     admin_key: str | None = None,
     replica: str | None = None,
     audit: AuditLog | None = None,
+    guards: Guards | None = None,
 ) -> GatewayService:
     """The gateway from its parts; the Ray deployment, the tests and the benchmarks all build it here. With Redis,
     keys live there and limits and budgets hold across replicas; without, only the YAML keys exist."""
@@ -224,7 +229,13 @@ def build_gateway(
     observe = Observe(config, metrics, tracer or NoOpTracer(), prices, replica)
     breakers = Breakers(config, metrics)
     dispatch = Dispatch(config, tiers, router, flights, breakers)
-    respond = Respond(dispatch, [CacheStore(cache, versions)], observe)
+    if guards is not None and guards.embed is None and cache is not None:
+        guards.embed = cache.embed_async  # one embedding of the query serves the guard, the cache and the router
+    if guards is not None and guards.classifier.embedding_dim and guards.embed is None:
+        raise ValueError("the injection classifier reads sentence embeddings: give the guards an embedder")
+    output_guard = OutputGuard(guards) if guards is not None else None
+    respond = Respond(dispatch, [CacheStore(cache, versions)], observe, output_guard)
+    canary = guards is not None and guards.config.output.leakage and guards.config.output.canary
     redis: aioredis.Redis | None = None
     meter: Meter | None = None
     prompts: PromptStore | None = None
@@ -240,11 +251,13 @@ def build_gateway(
         redis = aioredis.Redis(connection_pool=pool)
         meter = Meter(redis, tenancy_prefix(config), config.tenancy, config.gateway.request_timeout_s + 60, metrics)
         prompts = PromptStore(redis, config.cache.redis.key_prefix)
-        stages += [PromptTemplate(prompts), Limits(meter, prices)]
+        stages += [PromptTemplate(prompts, canary), Limits(meter, prices)]
     elif any(not config.tenancy.policy(t).empty for t in [*config.tenancy.tenants, "\0"]):
         raise ValueError("tenancy limits and budgets need Redis (give the gateway a Redis URL)")
     else:
         stages.append(PromptTemplate(None))  # a request naming a prompt gets a clear 400
+    if guards is not None:
+        stages.append(InputGuard(guards))
     stages += [
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),

@@ -122,6 +122,18 @@ class GatewayMetrics:
             ["tier"],
             registry=self.registry,
         )
+        self.guard_verdicts = Counter(
+            "tierserve_guard_verdicts",
+            "Input guard verdicts (pass, flag, block, route) of requests it scored.",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.guard_findings = Counter(
+            "tierserve_guard_findings",
+            "What the guards found: side (input, output) and category (pii, secret, leak).",
+            ["side", "category"],
+            registry=self.registry,
+        )
         self.shed = Counter(
             "tierserve_shed",
             "Requests refused at once because their tier was full (overloaded) or their tenant over its share.",

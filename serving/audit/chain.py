@@ -91,13 +91,17 @@ def verify(root: Path) -> Verdict:
 
 
 def _verify_writer(folder: Path, verdict: Verdict) -> None:
-    lines = list(read_lines(folder))
+    lines = [(f"{folder.name}/{path.name}:{number}", line) for path, number, line in read_lines(folder)]
+    verify_chain(folder.name, lines, verdict)
+
+
+def verify_chain(writer: str, lines: list[tuple[str, str]], verdict: Verdict) -> None:
+    """One writer's chain from its lines in order, each with where it was read (a file and line, a table row)."""
     expected_seq: int | None = None
     prev = GENESIS
     first: dict[str, Any] | None = None
     retention_cuts: dict[int, str] = {}
-    for index, (path, number, line) in enumerate(lines):
-        where = f"{folder.name}/{path.name}:{number}"
+    for index, (where, line) in enumerate(lines):
         try:
             record = json.loads(line)
             if not isinstance(record, dict):
@@ -127,6 +131,6 @@ def _verify_writer(folder: Path, verdict: Verdict) -> None:
         cut = retention_cuts.get(start - 1) if isinstance(start, int) else None
         if cut is None or cut != first.get("prev"):
             verdict.problems.append(
-                f"{folder.name}: the chain starts at seq {start} and no retention record accounts for the records "
+                f"{writer}: the chain starts at seq {start} and no retention record accounts for the records "
                 "before it (deleted)"
             )

@@ -15,17 +15,24 @@ from typing import Any, TextIO
 
 from serving.audit.chain import GENESIS, read_lines, seal, segment_lines, segments
 from serving.audit.config import AuditConfig
+from serving.audit.postgres import AuditShipper
 
 logger = logging.getLogger(__name__)
 
 
 class AuditLog:
-    def __init__(self, config: AuditConfig, root: Path, writer: str) -> None:
+    def __init__(self, config: AuditConfig, root: Path, writer: str, postgres_dsn: str | None = None) -> None:
         self._config = config
         self.root = root
         self._folder = root / writer
         self._folder.mkdir(parents=True, exist_ok=True)
         self._seq, self._prev = self._resume()
+        # Beyond one machine: the records also go to PostgreSQL, shipped from these files (serving.audit.postgres).
+        self.shipper = (
+            AuditShipper(postgres_dsn, self._folder, config.postgres_table, config.ship_interval_s)
+            if postgres_dsn
+            else None
+        )
         self._segment: TextIO | None = None
         self._segment_bytes = 0
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -46,6 +53,8 @@ class AuditLog:
     async def append(self, record: dict[str, Any]) -> None:
         """Returns once the record is on disk (fsynced, unless `fsync` is off)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.shipper is not None and not self.shipper.started:
+            self.shipper.start()
         self._pending.append((record, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -65,6 +74,8 @@ class AuditLog:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+            if self.shipper is not None:
+                self.shipper.notify(self._seq)
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         segment, retention = self._current_segment()
@@ -131,6 +142,8 @@ class AuditLog:
     async def close(self) -> None:
         if self._flusher is not None:
             await self._flusher
+        if self.shipper is not None:
+            await self.shipper.close()
         if self._segment is not None:
             self._segment.close()
             self._segment = None

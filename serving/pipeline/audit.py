@@ -2,7 +2,8 @@
 when it ends, answered or refused, and the record is on disk before the response completes: the closers of a
 whole answer run before it is sent, a stream's before its last byte. The record names who asked (tenant, key id,
 never the key), what answered (tier, cache outcome, similarity, and for a replayed answer the request that made it:
-lineage), what it cost, and hashes of the prompt and the answer; no text."""
+lineage), what it cost, the guards' verdicts, and hashes of the prompt and the answer; their texts, redacted,
+only where the tenant's guard policy asks for them (audit_texts)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class AuditTrail:
 
 
 def request_record(ctx: RequestContext) -> dict[str, Any]:
-    job, answer = ctx.job, ctx.answer
+    job, answer, guard = ctx.job, ctx.answer, ctx.guard
     replayed = ctx.answered_by == "cache"
     return {
         "kind": "request",
@@ -56,4 +57,14 @@ def request_record(ctx: RequestContext) -> dict[str, Any]:
         "cost_usd": ctx.charge.cost_micro / 1e6 if ctx.charge is not None else None,
         "prompt_sha256": hashlib.sha256(job.body).hexdigest(),
         "answer_sha256": hashlib.sha256(answer.text.encode()).hexdigest() if answer is not None else None,
+        "guard": {
+            "input": guard.verdict,
+            "score": round(guard.score, 4) if guard.score is not None else None,
+            "input_pii": guard.input_pii,
+            "output": guard.output,
+            "output_action": guard.output_action,
+        },
+        # Only where the tenant's guard policy says (audit_texts), and redacted of PII, secrets and leaks.
+        "prompt_text": guard.prompt_text,
+        "answer_text": guard.answer_text,
     }

@@ -54,8 +54,10 @@ class CacheLookup:
             exact = await cache.lookup_exact(job.tenant, namespace, job.query)
         if exact is not None:  # an identical repeat: answered without embedding anything
             return CacheVisit(Outcome.HIT, namespace, None, exact.answer, exact.similarity)
-        with ctx.stage("embed"):
-            vector = await cache.embed_async(job.query)
+        vector = ctx.embedded.get(job.query)  # the input guard's, when it embedded this text already
+        if vector is None:
+            with ctx.stage("embed"):
+                vector = await cache.embed_async(job.query)
         with ctx.stage("cache_lookup"):
             lookup = await cache.lookup(job.tenant, namespace, vector, job.query)
         visit = CacheVisit(lookup.outcome, namespace, vector, lookup.answer, lookup.similarity)

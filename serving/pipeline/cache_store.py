@@ -18,6 +18,10 @@ class CacheStore:
 
     async def on_answer(self, ctx: RequestContext, answer: CachedAnswer) -> None:
         visit, job = ctx.visit, ctx.job
+        if ctx.guard.output:
+            # The output guard found something in it: neither kept nor handed to the requests waiting on it (the
+            # dispatch's finish lands their flight empty and they generate their own).
+            return
         if visit.flight is not None and not visit.flight.done():
             visit.flight.set_result(answer)
         if self._cache is None or not visit.storable or visit.namespace is None:

@@ -96,6 +96,21 @@ class LiveCall:
 
 
 @dataclass
+class GuardRecord:
+    """What the guards saw in one request (its audit record and headers say it)."""
+
+    verdict: str = "off"  # the input guard's: pass | flag | block | route | off
+    score: float | None = None  # the highest injection score of its user and tool messages
+    input_pii: list[str] = field(default_factory=list)  # PII kinds found in the prompt
+    output: list[str] = field(default_factory=list)  # kinds found in the answer (PII, secrets, leakage)
+    output_action: str | None = None  # what the output guard did about them: flag | redact | block
+    system_prompts: list[str] = field(default_factory=list)  # what an answer must not repeat
+    route_tier: str | None = None  # the tier a flagged prompt goes to (action route)
+    prompt_text: str | None = None  # the redacted prompt, kept for the audit record where the policy says
+    answer_text: str | None = None  # the answer as it left, likewise
+
+
+@dataclass
 class RequestContext:
     job: Job
     trace: RequestTrace
@@ -121,6 +136,8 @@ class RequestContext:
     answer: CachedAnswer | None = None  # what was answered (live or replayed), for the audit record
     error: str | None = None  # the error code of a refused or failed request
     prompt_version: str | None = None  # the versioned system prompt it was served with (name@version)
+    guard: GuardRecord = field(default_factory=GuardRecord)
+    embedded: dict[str, Any] = field(default_factory=dict)  # text -> its embedding, computed once per request
     streamed_tokens: int = 0
     on_tokens: Callable[[int], Awaitable[None]] | None = None
     closers: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import time
 
+from guards import with_canary
 from serving.errors import Forbidden, InvalidRequest, NotFound
 from serving.jobs import PROMPT_HEADER
 from serving.pipeline.context import RequestContext
@@ -21,8 +22,9 @@ _NEWEST_TTL_S = 2.0
 class PromptTemplate:
     name = "prompt"
 
-    def __init__(self, store: PromptStore | None) -> None:
+    def __init__(self, store: PromptStore | None, canary: bool = False) -> None:
         self._store = store
+        self._canary = canary  # plant a canary the output guard looks for in answers (system-prompt leakage)
         self._resolved: dict[str, tuple[float, PromptVersion]] = {}
 
     async def run(self, ctx: RequestContext) -> None:
@@ -37,11 +39,12 @@ class PromptTemplate:
             raise InvalidRequest(f"{PROMPT_HEADER} applies to chat completions only.", param=PROMPT_HEADER)
         prompt = await self._resolve(job.prompt_ref)
         body = json.loads(job.body)
-        body["messages"] = [{"role": "system", "content": prompt.template}, *body.get("messages", [])]
+        template = with_canary(prompt.template, prompt.ref) if self._canary else prompt.template
+        body["messages"] = [{"role": "system", "content": template}, *body.get("messages", [])]
         ctx.job = dataclasses.replace(
             job,
             body=json.dumps(body).encode(),
-            context=(("system", prompt.template), *job.context),
+            context=(("system", template), *job.context),
             params={**job.params, "prompt": prompt.ref},
         )
         ctx.prompt_version = prompt.ref

@@ -14,6 +14,7 @@ from serving.errors import ServingError, TierUnavailable
 from serving.formatting import DONE, ResponseFormatter, sse
 from serving.pipeline.context import Reply, RequestContext
 from serving.pipeline.dispatch import Dispatch
+from serving.pipeline.guard_output import OutputGuard
 from serving.pipeline.observe import Observe
 
 
@@ -37,10 +38,18 @@ def storable_chunk(chunk: str) -> list[str]:
 class Respond:
     name = "respond"
 
-    def __init__(self, dispatch: Dispatch, answer_stages: Sequence[AnswerStage], observe: Observe) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        answer_stages: Sequence[AnswerStage],
+        observe: Observe,
+        output_guard: OutputGuard | None = None,
+    ) -> None:
         self._dispatch = dispatch
-        self._answer_stages = answer_stages
+        # The output guard judges an answer before anything else acts on it (the cache keeps no answer it flagged).
+        self._answer_stages = [output_guard, *answer_stages] if output_guard is not None else list(answer_stages)
         self._observe = observe
+        self._guard = output_guard
 
     async def run(self, ctx: RequestContext) -> None:
         assert ctx.call is not None and ctx.first is not None  # dispatched
@@ -107,8 +116,9 @@ class Respond:
             event = await self._dispatch.next_event(ctx)
         if event.body is None:
             raise TierUnavailable(f"tier '{ctx.tier}' streamed an answer that was asked for whole")
+        body = self._guard.whole(ctx, event.body) if self._guard is not None else event.body
         await self._answered(ctx, self._answer(ctx, [event.text], event, None))
-        return event.body
+        return body
 
     async def _stream(self, ctx: RequestContext) -> AsyncIterator[str]:
         """vLLM's own chunks, passed on as they come. The chunks from the one that finishes the answer on are held
@@ -119,6 +129,7 @@ class Respond:
         keep = ctx.visit.storable or ctx.visit.flight is not None
         stored: list[str] | None = [] if keep else None
         failure: str | None = None
+        screen = self._guard.stream_screen(ctx) if self._guard is not None else None
         try:
             event: TierEvent | None = ctx.first
             while not isinstance(event, TierFinished):
@@ -126,12 +137,14 @@ class Respond:
                     pieces.append(event.text)
                     if stored is not None:
                         stored += storable_chunk(event.data)
-                    chunk = f"data: {event.data}\n\n"
+                    chunk = f"data: {screen.chunk(event.data) if screen is not None else event.data}\n\n"
                     if held or event.finishes:
                         held.append(chunk)
                     else:
                         yield chunk
                 event = await self._dispatch.next_event(ctx)
+            if self._guard is not None:
+                self._guard.streamed(ctx, screen)
             await self._answered(ctx, self._answer(ctx, pieces, event, stored))
             for chunk in held:
                 yield chunk

@@ -23,11 +23,15 @@ class Route:
 
     async def run(self, ctx: RequestContext) -> None:
         job = ctx.job
+        if ctx.guard.route_tier is not None:  # the input guard flagged it and the tenant's policy routes those
+            ctx.tier = ctx.guard.route_tier
+            ctx.headers |= {"x-tierserve-tier": ctx.tier, "x-tierserve-route-reason": "guard"}
+            return
         if job.model != AUTO_MODEL:
             ctx.tier = job.model
             ctx.headers["x-tierserve-tier"] = ctx.tier
             return
-        vector = ctx.visit.vector
+        vector = ctx.visit.vector if ctx.visit.vector is not None else ctx.embedded.get(job.query)
         if vector is None and self._cache is not None and self._embed_when_bypassed:
             try:
                 with ctx.stage("embed"):

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
 from cache import CacheStore, SemanticCache
+from guards import Classifier, Guards
 from router import Router
 from router.policy import ThresholdPolicy
 from router.scorer import HeuristicScorer
@@ -84,6 +85,8 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         admin_key: str | None = None,
         tier_options: dict[str, dict[str, Any]] | None = None,
         audit: AuditLog | None = None,
+        guards: dict[str, Any] | None = None,
+        classifier: Classifier | None = None,
     ) -> Stack:
         extra = tier_options or {}
         config = parse_config(
@@ -108,6 +111,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
                     **(gateway or {}),
                 },
                 "tenancy": {**(tenancy or {})},
+                "guards": {**(guards or {})},
             }
         )
         semantic = None
@@ -128,6 +132,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
             redis_url=redis or redis_url,
             admin_key=admin_key,
             audit=audit,
+            guards=Guards(config.guards, classifier) if guards is not None else None,
         )
         app = build_http_app(service)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)

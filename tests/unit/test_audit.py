@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from serving.audit import AuditConfig, AuditLog, read_records, verify
-from tests.unit.gateway_stack import ALPHA, StackFactory
+from tests.unit.gateway_stack import ALPHA, BETA, StackFactory
 
 ADMIN = {"authorization": "Bearer admin-secret"}
 
@@ -114,8 +114,14 @@ async def test_the_gateway_records_requests_with_lineage_and_admin_calls(
     assert verified["ok"] and verified["records"] == 4  # three requests and the export call itself
     admin = [r for r in read_records(tmp_path) if r["kind"] == "admin"]
     assert [(r["path"], r["status"]) for r in admin] == [("/admin/audit/export", 200), ("/admin/audit/verify", 200)]
-    denied = await stack.client.get("/admin/audit/export", headers=ALPHA)
-    assert denied.status_code == 401
+    # A tenant's own key reads its tenant's records and nothing else: scoped, never across tenants.
+    own = await stack.client.get("/admin/audit/export", headers=ALPHA)
+    assert own.status_code == 200 and {json.loads(line)["tenant"] for line in own.text.splitlines()} == {"alpha"}
+    beta = await stack.client.get("/admin/audit/tail", params={"n": 50}, headers=BETA)
+    assert beta.status_code == 200 and beta.text == ""
+    across = await stack.client.get("/admin/audit/export", params={"tenant": "alpha"}, headers=BETA)
+    assert across.status_code == 403 and across.json()["error"]["param"] == "tenant"
+    assert (await stack.client.get("/admin/audit/verify", headers=ALPHA)).status_code == 401
     # Refused at the HTTP edge, before the pipeline: a wrong key, a body that is not JSON. One record each, and the
     # pipeline's own refusal above (404) was not written twice.
     wrong_key = await stack.chat(headers={"authorization": "Bearer sk-nope"})
