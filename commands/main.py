@@ -9,12 +9,14 @@ from commands.guards import build_guards_app
 from commands.keys import build_cost_app, build_keys_app
 from commands.prompts import build_prompts_app
 from commands.router import build_router_app
+from evals.cli import add_eval_command as add_golden_eval_command
 from loadtest.chaos import add_chaos_command
 from loadtest.cli import add_loadtest_command
 from serving.cli import app, cache_app, first_api_key
 
 add_eval_command(cache_app)  # tierserve cache eval --pairs FILE.jsonl
 add_loadtest_command(app, first_api_key)  # tierserve loadtest --scenario NAME (Locust runs in its own process)
+add_golden_eval_command(app)  # tierserve eval --set FILE (a golden set through a running stack, scored)
 add_chaos_command(app)  # tierserve chaos --scenario NAME (load a running stack, kill one of its processes)
 app.add_typer(build_router_app(), name="router")  # tierserve router train|eval|calibrate|explain
 app.add_typer(build_keys_app(), name="keys")  # tierserve keys create|list|show|update|revoke|rotate

@@ -12,9 +12,14 @@ from serving.engine import CPU_ENGINE_ENV
 
 
 def deployment_options(
-    deployment: DeploymentConfig, *, env: dict[str, str] | None = None, logging: LoggingConfig | None = None
+    deployment: DeploymentConfig,
+    *,
+    env: dict[str, str] | None = None,
+    logging: LoggingConfig | None = None,
+    graceful_s: float = 30,
 ) -> dict[str, Any]:
-    """Ray Serve `.options()` for one deployment, from its config."""
+    """Ray Serve `.options()` for one deployment, from its config. `graceful_s`: how long a replica being replaced
+    may finish the requests it holds."""
     actor: dict[str, Any] = {"num_cpus": deployment.num_cpus, "num_gpus": deployment.num_gpus}
     if deployment.memory_gb is not None:
         actor["memory"] = int(deployment.memory_gb * 2**30)
@@ -26,7 +31,8 @@ def deployment_options(
         "max_ongoing_requests": deployment.max_ongoing_requests,
         # vLLM start-up takes tens of seconds; do not let the controller give up on it early.
         "health_check_timeout_s": 60,
-        "graceful_shutdown_timeout_s": 30,
+        "graceful_shutdown_timeout_s": graceful_s,
+        "max_surge_percent": deployment.max_surge_percent,
     }
     if logging is not None:
         # Ray Serve's own log config: in JSON mode every line carries the request id and the replica.
@@ -65,7 +71,14 @@ def build_app(config: StackConfig) -> Application:
     # The admin key reaches the gateway replicas through the environment they inherit (a local Ray's workers get
     # the driver's; on a cluster, the nodes' own) or gateway.admin_key_file, never through the config or Ray's
     # runtime env, which Ray keeps in its deployment state.
-    gateway_options = deployment_options(config.gateway.deployment, env={"HF_HUB_OFFLINE": "1"}, logging=config.logging)
+    # A gateway replica being replaced holds requests waiting on tiers that may be rolling too: it lets them finish
+    # for as long as a Ctrl-C drain would, not Ray's default 30 s.
+    gateway_options = deployment_options(
+        config.gateway.deployment,
+        env={"HF_HUB_OFFLINE": "1"},
+        logging=config.logging,
+        graceful_s=config.gateway.shutdown_drain_s,
+    )
     return Gateway.options(name="gateway", **gateway_options).bind(  # type: ignore[attr-defined,no-any-return]
         config.model_dump(mode="json"), tiers, redis
     )

@@ -58,6 +58,14 @@ class DeploymentConfig(_Strict):
     num_gpus: float = Field(default=0.0, ge=0, description="GPUs reserved per replica.")
     memory_gb: float | None = Field(default=None, gt=0, description="Ray memory reservation per replica.")
     max_ongoing_requests: int = Field(default=32, ge=1, description="Requests in flight per replica.")
+    max_surge_percent: int = Field(
+        default=100,
+        ge=0,
+        le=100,
+        description="Extra replicas a rolling update may start before old ones stop (Ray Serve's max_surge_percent): "
+        "100 starts every replacement first, so a redeploy never leaves the deployment without a replica; 0 stops "
+        "an old replica first (for GPU tiers with no spare GPU, where a surge replacement could not be placed).",
+    )
     env: dict[str, str] = Field(
         default_factory=dict, description="Environment variables for the replica process (runtime_env)."
     )

@@ -56,9 +56,11 @@ class InputGuard:
             prompt = body.get("prompt")
             screened = [p for p in (prompt if isinstance(prompt, list) else [prompt]) if isinstance(p, str)]
             messages = []
+        scored = policy.input_action != "off" and bool(screened)
+        vectors = await self._vectors(ctx, screened) if scored else None
         with ctx.stage("guard_input"):
-            if policy.input_action != "off" and screened:
-                record.score = max(self._guards.classifier.score(screened, await self._vectors(ctx, screened)))
+            if scored:
+                record.score = max(self._guards.classifier.score(screened, vectors))
             pii = {text: self._guards.pii_in(text) for text in {*screened, *record.system_prompts}}
         kinds = sorted({f.kind for found in pii.values() for f in found})
         record.input_pii = kinds
@@ -92,8 +94,10 @@ class InputGuard:
         if not self._guards.classifier.embedding_dim or embed is None:
             return None
         missing = [t for t in dict.fromkeys(texts) if t not in ctx.embedded]
-        for text, vector in zip(missing, await asyncio.gather(*(embed(t) for t in missing)), strict=True):
-            ctx.embedded[text] = vector
+        if missing:
+            with ctx.stage("embed"):
+                vectors = await asyncio.gather(*(embed(t) for t in missing))
+            ctx.embedded.update(zip(missing, vectors, strict=True))
         return [ctx.embedded[t] for t in texts]
 
     def _act(self, ctx: RequestContext, action: str, threshold: float | None, route_tier: str | None) -> None:

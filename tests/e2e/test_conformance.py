@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from serving.config import load_config
-from serving.engine import CPU_ENGINE_ENV
+from serving.engine import CPU_ENGINE_ENV, server_arguments
 from serving.redis_server import free_port
 from tests.e2e.conftest import ALPHA_KEY, CONFIG, ROOT, Stack, wait_ready
 from tests.e2e.conftest import WEATHER_TOOL as WEATHER
@@ -201,6 +201,9 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
         "--enforce-eager", "--enable-auto-tool-choice", "--tool-call-parser", str(tier.engine.tool_call_parser),
         "--seed", str(tier.engine.seed),
     ]  # fmt: skip
+    arguments = server_arguments(tier)
+    if arguments.get("enable_chunked_prefill") is False:  # the CPU tier's scheduler: whole prefills, one step budget
+        command += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(arguments["max_num_batched_tokens"])]
     # A tier replica's torch runs the thread team Ray gives its actor (OMP_NUM_THREADS = its whole CPUs, at least
     # one); the same team here sums in the same order, so a seeded sample draws the same tokens on both servers.
     threads = str(max(1, int(tier.deployment.num_cpus)))

@@ -38,3 +38,15 @@ def test_gpu_replicas_do_not_get_the_cpu_engine_environment() -> None:
     env = large.ray_actor_options["runtime_env"]["env_vars"]
     assert large.ray_actor_options["num_gpus"] == 4
     assert not set(CPU_ENGINE_ENV) - {"HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS"} & set(env)
+
+
+def test_rolling_updates_start_replacements_first_and_let_gateways_drain() -> None:
+    gateway = build_app(load_config("configs/default.yaml"))._bound_deployment
+    small = gateway.init_args[1]["small"]._bound_deployment
+    assert small._deployment_config.max_surge_percent == 100
+    assert (
+        gateway._deployment_config.graceful_shutdown_timeout_s
+        == load_config("configs/default.yaml").gateway.shutdown_drain_s
+    )
+    gpu = build_app(load_config("configs/gpu.yaml"))._bound_deployment
+    assert gpu.init_args[1]["large"]._bound_deployment._deployment_config.max_surge_percent == 0
