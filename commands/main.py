@@ -8,6 +8,7 @@ from commands.audit import build_audit_app
 from commands.guards import build_guards_app
 from commands.keys import build_cost_app, build_keys_app
 from commands.prompts import build_prompts_app
+from commands.requests import build_requests_app
 from commands.router import build_router_app
 from evals.cli import add_eval_command as add_golden_eval_command
 from loadtest.chaos import add_chaos_command
@@ -24,6 +25,7 @@ app.add_typer(build_cost_app(), name="cost")  # tierserve cost report
 app.add_typer(build_audit_app(), name="audit")  # tierserve audit verify|export|tail
 app.add_typer(build_prompts_app(), name="prompts")  # tierserve prompts create|list|show|diff|approve
 app.add_typer(build_guards_app(), name="guards")  # tierserve guards train|check
+app.add_typer(build_requests_app(), name="requests")  # tierserve requests show ID | tail
 
 
 def main() -> None:

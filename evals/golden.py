@@ -4,11 +4,11 @@
      "grader": "contains", "tolerance": 0.0, "request": {"max_tokens": 16}}
 
 Graders score 0..1: `exact` (the whole answer, case and outer space ignored), `regex` (a match anywhere),
-`contains` (every expected string, case ignored; `expected` may be a list), `number` (the answer's first number
-within `tolerance`, absolute), `json_schema` (the answer, code fences stripped, is JSON valid under `expected`),
-`similarity` (cosine of the sentence embeddings, scored 1 at or above `tolerance` (default 0.8), else the cosine),
-`judge` (the largest tier is asked whether the answer matches `expected`: 1 yes, 0 no). `tolerance` is also how
-far a case's score may drop against a baseline before the run fails.
+`contains` (every expected string, case ignored; `expected` may be a list), `number` (the answer's last
+number, as in "2 + 2 = 4", within `tolerance`, absolute), `json_schema` (the answer, code fences stripped, is
+JSON valid under `expected`), `similarity` (cosine of the sentence embeddings, scored 1 at or above `tolerance`
+(default 0.8), else the cosine), `judge` (the largest tier is asked whether the answer matches `expected`: 1 yes,
+0 no). `tolerance` is also how far a case's score may drop against a baseline before the run fails.
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def grade(case: Case, answer: str, similarity: Similarity | None = None, judge: 
         wanted: Sequence[Any] = expected if isinstance(expected, list) else [expected]
         return float(all(str(w).casefold() in text.casefold() for w in wanted))
     if case.grader == "number":
-        match = _NUMBER.search(text)
-        if match is None:
+        numbers = _NUMBER.findall(text)
+        if not numbers:
             return 0.0
-        value = float(match.group().replace(",", ""))
+        value = float(numbers[-1].replace(",", ""))
         return float(abs(value - float(expected)) <= (case.tolerance or 0.0))
     if case.grader == "json_schema":
         return _json_schema(text, expected)

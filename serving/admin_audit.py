@@ -23,7 +23,11 @@ from serving.tenancy.ledger import parse_span
 
 
 def select(
-    root: Path, since: str | None = None, tenant: str | None = None, kind: str | None = None
+    root: Path,
+    since: str | None = None,
+    tenant: str | None = None,
+    kind: str | None = None,
+    request_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """The records of every writer under `root`, oldest first, filtered (since: "24h", "7d" or an ISO time)."""
     start = _since(since) if since else None
@@ -33,6 +37,7 @@ def select(
         if (start is None or str(record.get("time", "")) >= start)
         and (tenant is None or record.get("tenant") == tenant)
         and (kind is None or record.get("kind") == kind)
+        and (request_id is None or record.get("request_id") == request_id)
     ]
     return sorted(chosen, key=lambda record: (str(record.get("time", "")), int(record.get("seq", 0))))
 
@@ -99,13 +104,13 @@ def install_audit_routes(app: FastAPI, service: GatewayService) -> None:
         return principal.tenant
 
     async def selected(
-        request: Request, since: str | None, tenant: str | None, kind: str | None
+        request: Request, since: str | None, tenant: str | None, kind: str | None, request_id: str | None = None
     ) -> list[dict[str, Any]]:
         scope = await readable_tenant(request, tenant)
         if service.audit is None:
             raise InvalidRequest("The audit log is off in this stack's config.", code="audit_disabled")
         try:
-            return await asyncio.to_thread(select, service.audit.root, since, scope, kind)
+            return await asyncio.to_thread(select, service.audit.root, since, scope, kind, request_id)
         except ValueError as error:
             raise InvalidRequest(str(error), param="since") from None
 
@@ -116,9 +121,13 @@ def install_audit_routes(app: FastAPI, service: GatewayService) -> None:
 
     @app.get("/admin/audit/export")
     async def audit_export(
-        request: Request, since: str | None = None, tenant: str | None = None, kind: str | None = None
+        request: Request,
+        since: str | None = None,
+        tenant: str | None = None,
+        kind: str | None = None,
+        request_id: str | None = None,
     ) -> StreamingResponse:
-        records = await selected(request, since, tenant, kind)
+        records = await selected(request, since, tenant, kind, request_id)
         return StreamingResponse(jsonl(records), media_type="application/x-ndjson")
 
     @app.get("/admin/audit/tail")

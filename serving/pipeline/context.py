@@ -138,6 +138,7 @@ class RequestContext:
     prompt_version: str | None = None  # the versioned system prompt it was served with (name@version)
     guard: GuardRecord = field(default_factory=GuardRecord)
     embedded: dict[str, Any] = field(default_factory=dict)  # text -> its embedding, computed once per request
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds spent in it (summed)
     streamed_tokens: int = 0
     on_tokens: Callable[[int], Awaitable[None]] | None = None
     closers: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)
@@ -150,8 +151,12 @@ class RequestContext:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """One timed step: a child span of the request and the stage histogram."""
-        with self.trace.stage(name), self.metrics.stage.labels(name).time():
-            yield
+        start = time.perf_counter()
+        try:
+            with self.trace.stage(name), self.metrics.stage.labels(name).time():
+                yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - start) * 1e3
 
     async def tokens(self, count: int) -> None:
         """Completion tokens as they stream (one a delta; corrected from the tier's usage at the end)."""

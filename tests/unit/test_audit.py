@@ -151,3 +151,25 @@ async def test_the_audit_command_reads_and_checks_the_files(tmp_path: Path) -> N
     (tmp_path / "gateway-a" / "segment-1.jsonl").write_text("".join(text))
     broken = runner.invoke(app, ["audit", "verify", "--dir", str(tmp_path)])
     assert broken.exit_code == 1 and "seq 3 where 2 was due" in broken.stdout
+
+
+async def test_requests_show_prints_one_requests_path_from_the_trail(make_stack: StackFactory, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from commands.main import app
+
+    log = AuditLog(AuditConfig(fsync=False), tmp_path, "gateway-test")
+    stack = await make_stack(audit=log)
+    answered = await stack.chat(model="auto")
+    request_id = answered.headers["x-request-id"]
+    await log.close()
+    runner = CliRunner()
+    shown = runner.invoke(app, ["requests", "show", request_id, "--dir", str(tmp_path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.stdout)
+    assert record["route_score"] is not None and record["tier"] == answered.headers["x-tierserve-tier"]
+    assert {"cache_lookup", "route"} <= set(record["stages_ms"]) and record["latency_ms"] > 0
+    table = runner.invoke(app, ["requests", "tail", "--dir", str(tmp_path)])
+    assert table.exit_code == 0 and request_id in table.stdout and "route" in table.stdout
+    missing = runner.invoke(app, ["requests", "show", "nope", "--dir", str(tmp_path)])
+    assert missing.exit_code == 1

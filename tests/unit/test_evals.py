@@ -28,6 +28,7 @@ def case(grader: str, expected: object, tolerance: float | None = None) -> Case:
         ("contains", ["red", "green"], "Red and GREEN", 1.0),
         ("contains", ["red", "green"], "only red", 0.0),
         ("number", 42, "The answer is 42.", 1.0),
+        ("number", 4, "2 + 2 = 4", 1.0),
         ("number", 1000, "It costs 1,000 dollars", 1.0),
         ("number", 3.14, "about 3.1", 0.0),
         ("json_schema", {"type": "object", "required": ["a"]}, '```json\n{"a": 1}\n```', 1.0),
