@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cache import CacheConfig
 from guards.config import GuardsConfig
@@ -59,12 +59,14 @@ class DeploymentConfig(_Strict):
     memory_gb: float | None = Field(default=None, gt=0, description="Ray memory reservation per replica.")
     max_ongoing_requests: int = Field(default=32, ge=1, description="Requests in flight per replica.")
     max_surge_percent: int = Field(
-        default=100,
+        default=0,
         ge=0,
         le=100,
-        description="Extra replicas a rolling update may start before old ones stop (Ray Serve's max_surge_percent): "
-        "100 starts every replacement first, so a redeploy never leaves the deployment without a replica; 0 stops "
-        "an old replica first (for GPU tiers with no spare GPU, where a surge replacement could not be placed).",
+        description="Extra replicas a rolling update may start before old ones stop (Ray Serve's max_surge_percent). "
+        "100 starts every replacement first, so a redeploy never leaves the deployment without a replica, at the "
+        "cost of running both for a while: the gateway's default (cheap, stateless). 0 stops an old replica first: "
+        "the tiers' default, since a second vLLM engine may not fit (it ran this 24 GB machine out of memory with "
+        "two tiers; on GPUs a spare GPU is rarely there); a tier's fallback chain covers the gap.",
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="Environment variables for the replica process (runtime_env)."
@@ -240,9 +242,18 @@ class GatewayConfig(_Strict):
         default=3, ge=0, description="Retries always allowed per 10 s, so a quiet stack can still retry."
     )
     deployment: DeploymentConfig = Field(
-        default_factory=lambda: DeploymentConfig(num_cpus=0.5, max_ongoing_requests=256),
-        description="Ray Serve options of the gateway.",
+        default_factory=lambda: DeploymentConfig(num_cpus=0.5, max_ongoing_requests=256, max_surge_percent=100),
+        description="Ray Serve options of the gateway (max_surge_percent defaults to 100 here: replacements first).",
     )
+
+    @field_validator("deployment")
+    @classmethod
+    def _surge_first(cls, deployment: DeploymentConfig) -> DeploymentConfig:
+        # A gateway replica is cheap and stateless: unless the config says otherwise, a rolling update starts its
+        # replacements before the old replicas stop, so the ingress always has replicas that are up.
+        if "max_surge_percent" not in deployment.model_fields_set:
+            return deployment.model_copy(update={"max_surge_percent": 100})
+        return deployment
 
 
 class LoggingConfig(_Strict):

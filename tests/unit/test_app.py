@@ -43,7 +43,8 @@ def test_gpu_replicas_do_not_get_the_cpu_engine_environment() -> None:
 def test_rolling_updates_start_replacements_first_and_let_gateways_drain() -> None:
     gateway = build_app(load_config("configs/default.yaml"))._bound_deployment
     small = gateway.init_args[1]["small"]._bound_deployment
-    assert small._deployment_config.max_surge_percent == 100
+    assert small._deployment_config.max_surge_percent == 0  # a second engine may not fit: stop first
+    assert gateway._deployment_config.max_surge_percent == 100
     assert (
         gateway._deployment_config.graceful_shutdown_timeout_s
         == load_config("configs/default.yaml").gateway.shutdown_drain_s
