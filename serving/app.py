@@ -58,16 +58,17 @@ def _engine_env(num_gpus: float) -> dict[str, str]:
 
 
 def build_app(config: StackConfig) -> Application:
+    redis: Any = config.cache.redis.url
+    if redis is None:  # keys, limits, budgets and the ledger live there even with the cache off
+        redis = RedisServer.bind(str(config.data_dir / "redis"))  # type: ignore[attr-defined]
+    prefix = config.cache.redis.key_prefix
     tiers = {
         tier.name: ModelServer.options(  # type: ignore[attr-defined]
             name=f"tier-{tier.name}",
             **deployment_options(tier.deployment, env=_engine_env(tier.deployment.num_gpus), logging=config.logging),
-        ).bind(tier.model_dump(mode="json"), config.model_path(tier))
+        ).bind(tier.model_dump(mode="json"), config.model_path(tier), None, redis, prefix)
         for tier in config.tiers
     }
-    redis: Any = config.cache.redis.url
-    if redis is None:  # keys, limits, budgets and the ledger live there even with the cache off
-        redis = RedisServer.bind(str(config.data_dir / "redis"))  # type: ignore[attr-defined]
     # The admin key reaches the gateway replicas through the environment they inherit (a local Ray's workers get
     # the driver's; on a cluster, the nodes' own) or gateway.admin_key_file, never through the config or Ray's
     # runtime env, which Ray keeps in its deployment state.

@@ -29,6 +29,7 @@ from serving.gateway import build_gateway
 from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from serving.redis_server import LocalRedis
+from serving.stack_metrics import MetricsPublisher, engine_exposition, metrics_key
 from serving.tracing import build_tracer
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,12 @@ class ModelServer:
     """One tier: vLLM's OpenAI serving layer answering typed tier requests with a stream of typed events."""
 
     async def __init__(  # type: ignore[misc]
-        self, tier: dict[str, Any], model_path: str, engine_factory: EngineFactory | None = None
+        self,
+        tier: dict[str, Any],
+        model_path: str,
+        engine_factory: EngineFactory | None = None,
+        metrics_redis: DeploymentHandle[Any] | str | None = None,
+        metrics_prefix: str = "tierserve",
     ) -> None:
         self._tier = TierConfig.model_validate(tier)
         factory = engine_factory or VLLMServingEngine.start
@@ -71,6 +77,13 @@ class ModelServer:
         self._replica = _replica_id()
         self._engine = await factory(model_path, self._tier)
         logger.info("tier %s replica %s ready in %.1fs", self._tier.name, self._replica, time.perf_counter() - started)
+        self._publisher: MetricsPublisher | None = None
+        if metrics_redis is not None:
+            # vLLM's engine metrics join the stack's one scrape (GET /metrics on the gateway) through Redis.
+            url = metrics_redis if isinstance(metrics_redis, str) else await metrics_redis.url.remote()
+            key = metrics_key(metrics_prefix, "tier", self._replica, self._tier.name)
+            self._publisher = MetricsPublisher(url, key, engine_exposition)
+            self._publisher.start()
 
     async def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]:
         try:
@@ -95,7 +108,10 @@ class ModelServer:
         # Ray Serve calls this periodically; raising makes it replace the replica.
         await self._engine.check_health()
 
-    def __del__(self) -> None:
+    async def __del__(self) -> None:
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            await publisher.close()
         engine = getattr(self, "_engine", None)
         if engine is not None:
             engine.shutdown()
@@ -182,6 +198,7 @@ class Gateway:
             guards.embed = EmbeddingBatcher(own).embed
         self._cache = cache
         tracer, self._tracer_provider = build_tracer(stack.tracing)
+        replica = _replica_id()
         self._service = build_gateway(
             stack,
             {n: RayTier(h) for n, h in tiers.items()},
@@ -191,16 +208,24 @@ class Gateway:
             tracer,
             redis_url=redis_url,
             admin_key=admin_key(stack.gateway),
-            replica=_replica_id(),
-            audit=audit_log(stack, _replica_id()),
+            replica=replica,
+            audit=audit_log(stack, replica),
             guards=guards,
         )
+        self._publisher: MetricsPublisher | None = None
+        if redis_url is not None:
+            key = metrics_key(stack.cache.redis.key_prefix, "gateway", replica)
+            self._publisher = MetricsPublisher(redis_url, key, lambda: self._service.metrics.render().decode())
+            self._publisher.start()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_http_app(self._service, echo_request_id=False)
 
     async def __del__(self) -> None:
         # getattr: a replica whose __init__ failed has neither.
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            await publisher.close()
         cache = getattr(self, "_cache", None)
         if cache is not None:
             await cache.close()

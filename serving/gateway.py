@@ -49,6 +49,7 @@ from serving.pipeline.shed import Shed
 from serving.prompts import PromptStore
 from serving.protocol import ModelCard, ModelList
 from serving.reliability import Breakers
+from serving.stack_metrics import Exposition, merge_expositions, read_expositions
 from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
 from serving.tenancy.pricing import Prices
 
@@ -99,6 +100,7 @@ class GatewayService:
         self.keys = keys
         self.audit = audit
         self.prompts: PromptStore | None = None  # versioned system prompts (with Redis)
+        self.replica = "local"  # this gateway replica's id (its key among the published metrics)
         self._created = int(time.time())
 
     @property
@@ -120,6 +122,19 @@ class GatewayService:
     @property
     def metrics(self) -> GatewayMetrics:
         return self._metrics
+
+    async def stack_metrics(self) -> str:
+        """The whole stack's metrics (every gateway and tier replica that published to Redis lately), merged;
+        this replica's own when there is no Redis or it cannot be read."""
+        own = self._metrics.render().decode()
+        if self._redis is None:
+            return own
+        try:
+            published = await read_expositions(self._redis, self._config.cache.redis.key_prefix)
+        except Exception:
+            return own
+        others = [e for e in published if not (e.role == "gateway" and e.replica == self.replica)]
+        return merge_expositions([Exposition("gateway", self.replica, own), *others])
 
     @property
     def config(self) -> StackConfig:
@@ -277,4 +292,5 @@ def build_gateway(
     auth = Authenticator(directory, admin_key)
     service = GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter, keys, audit)
     service.prompts = prompts
+    service.replica = replica or "local"
     return service

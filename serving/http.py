@@ -221,7 +221,8 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        text = await service.stack_metrics()
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     client_errors = [400, 401, 403, 404, 413, 422, 429]
     generation_models = [AUTO_MODEL, *(tier.name for tier in service.config.tiers)]

@@ -169,6 +169,37 @@ def test_a_versioned_prompt_is_approved_served_and_audited(tenancy_stack: Tenanc
     assert json.loads(tenancy_stack.cli("audit", "verify"))["ok"]
 
 
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    time.sleep(5)  # every replica publishes every 2 s
+    text = httpx.get(f"{url}/metrics", timeout=60).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_one_scrape_holds_both_gateways_and_every_engine(tenancy_stack: TenancyStack) -> None:
+    created = tenancy_stack.keys("create", "--tenant", "scraped")
+
+    def answered(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+        return sum(v for (name, labels), v in samples.items() if name == "tierserve_requests_total")
+
+    before = _scrape(tenancy_stack.url)
+    responses = _burst(tenancy_stack.url, created["key"], 20)
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.headers["x-tierserve-gateway"] for r in responses}) == 2
+    after = _scrape(tenancy_stack.url)
+    assert answered(after) - answered(before) == 20  # counted once each, whichever replica answered or was scraped
+    gateways = {dict(labels).get("replica") for name, labels in after if name == "tierserve_breaker_state"}
+    assert len(gateways) == 2  # gauges stay per gateway replica
+    engines = {dict(labels)["tier"] for name, labels in after if name == "vllm:num_requests_running"}
+    assert engines == {"small", "large"}
+    assert any(name.startswith("vllm:time_to_first_token_seconds") for name, _ in after)
+
+
 def test_a_killed_tier_replica_is_absorbed_by_its_fallback(tenancy_stack: TenancyStack) -> None:
     """kill -9 of `large`'s only replica: Ray Serve holds its requests until a new replica is up (tens of seconds on
     CPU); the first-token deadline (8 s) moves them to `small`, the breaker opens after two, and the rest go to

@@ -6,7 +6,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.stack_metrics import Exposition, merge_expositions
+from serving.stack_metrics import Exposition, merge_expositions, metrics_key
+from tests.unit.gateway_stack import StackFactory
 
 
 def _gateway(requests: int, breaker: float) -> str:
@@ -52,3 +53,28 @@ def test_counters_sum_gauges_stay_per_replica_and_engines_get_tier_labels() -> N
     running = (("model_name", "small"), ("replica", "s1"), ("tier", "small"))
     assert samples[("vllm:num_requests_running", running)] == 3
     assert not [name for name, _ in samples if name.endswith("_created")]
+
+
+async def test_the_gateway_scrape_merges_what_other_replicas_published(
+    make_stack: StackFactory, key_prefix: str, redis_url: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    stack = await make_stack()
+    assert (await stack.chat()).status_code == 200
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        other = _gateway(5, 2)
+        await client.set(metrics_key(key_prefix, "gateway", "g-other"), other, px=10_000)
+        await client.set(metrics_key(key_prefix, "tier", "s1", "small"), _vllm(2), px=10_000)
+        scraped = (await stack.client.get("/metrics")).text
+    finally:
+        await client.aclose()
+    samples = _samples(scraped)
+    running = (("model_name", "small"), ("replica", "s1"), ("tier", "small"))
+    assert samples[("vllm:num_requests_running", running)] == 2
+    assert samples[("tierserve_breaker_state", (("replica", "g-other"), ("tier", "large")))] == 2
+    answered = [
+        v for (name, labels), v in samples.items() if name == "tierserve_requests_total" and ("status", "200") in labels
+    ]
+    assert sum(answered) == 6  # this replica's one answer and the other replica's five
