@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from cache.cli import add_eval_command
 from commands.audit import build_audit_app
+from commands.drift import build_drift_app
 from commands.guards import build_guards_app
 from commands.keys import build_cost_app, build_keys_app
 from commands.prompts import build_prompts_app
@@ -26,6 +27,7 @@ app.add_typer(build_audit_app(), name="audit")  # tierserve audit verify|export|
 app.add_typer(build_prompts_app(), name="prompts")  # tierserve prompts create|list|show|diff|approve
 app.add_typer(build_guards_app(), name="guards")  # tierserve guards train|check
 app.add_typer(build_requests_app(), name="requests")  # tierserve requests show ID | tail
+app.add_typer(build_drift_app(), name="drift")  # tierserve drift report
 
 
 def main() -> None:

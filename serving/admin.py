@@ -98,6 +98,13 @@ def install_admin_routes(app: FastAPI, service: GatewayService, parse: Parse) ->
         record, key = rotated
         return {"key": key, "id": record.id, "record": record.public()}
 
+    @app.get("/admin/drift")
+    async def drift_report(request: Request) -> dict[str, Any]:
+        service.authenticate_admin(request.headers.get("authorization"))
+        if service.drift is None:
+            raise InvalidRequest("Drift watching is off in this stack's config.", code="drift_disabled")
+        return {"replica": service.replica, **service.drift.report()}
+
     @app.get("/admin/cost")
     async def cost_report(request: Request, since: str = "24h", by: str = "tenant") -> dict[str, Any]:
         service.authenticate_admin(request.headers.get("authorization"))

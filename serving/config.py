@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cache import CacheConfig
+from drift.config import DriftConfig
 from guards.config import GuardsConfig
 from router import RouterConfig
 from serving.audit.config import AuditConfig
@@ -301,6 +302,7 @@ class StackConfig(_Strict):
     tracing: TracingConfig = Field(default_factory=TracingConfig, description="OpenTelemetry request traces.")
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig, description="Keys, limits, budgets, cost.")
     audit: AuditConfig = Field(default_factory=AuditConfig, description="The audit log (docs/security.md).")
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift of the traffic (docs/observability.md).")
     guards: GuardsConfig = Field(
         default_factory=GuardsConfig, description="Input and output guards, PII (docs/security.md)."
     )

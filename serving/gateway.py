@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from cache import SemanticCache
+from drift import DriftDetector
 from guards import Guards
 from router import Router
 from serving.audit import AuditLog
@@ -38,6 +39,7 @@ from serving.pipeline.context import OPEN, Flights, Reply, RequestContext
 from serving.pipeline.costs import with_cost, with_cost_chunk
 from serving.pipeline.degrade import Degrade
 from serving.pipeline.dispatch import Dispatch, TierClient
+from serving.pipeline.drift_watch import DriftWatch
 from serving.pipeline.guard_input import InputGuard
 from serving.pipeline.guard_output import OutputGuard
 from serving.pipeline.limits import Limits
@@ -101,6 +103,7 @@ class GatewayService:
         self.audit = audit
         self.prompts: PromptStore | None = None  # versioned system prompts (with Redis)
         self.replica = "local"  # this gateway replica's id (its key among the published metrics)
+        self.drift: DriftDetector | None = None  # this replica's watch on its traffic
         self._created = int(time.time())
 
     @property
@@ -255,6 +258,9 @@ def build_gateway(
     meter: Meter | None = None
     prompts: PromptStore | None = None
     stages: list[Stage] = [AuditTrail(audit)] if audit is not None else []
+    watch = DriftWatch(DriftDetector(config.drift.values()), list(tiers)) if config.drift.enabled else None
+    if watch is not None:
+        stages.append(watch)
     stages.append(Admission(config, list(tiers), router))
     if redis_url is not None:
         # A bounded pool: a burst of requests queues for a connection instead of opening a socket each (new
@@ -293,4 +299,5 @@ def build_gateway(
     service = GatewayService(config, stages, observe, auth, health, cache, metrics, redis, meter, keys, audit)
     service.prompts = prompts
     service.replica = replica or "local"
+    service.drift = watch.detector if watch is not None else None
     return service

@@ -134,6 +134,18 @@ class GatewayMetrics:
             ["side", "category"],
             registry=self.registry,
         )
+        self.drift_score = Gauge(
+            "tierserve_drift_score",
+            "Drift of each signal against the baseline in this gateway replica (1 = at the alarm line).",
+            ["signal"],
+            registry=self.registry,
+        )
+        self.drift_alarm = Gauge(
+            "tierserve_drift_alarm",
+            "1 while the signal's drift alarm is up in this gateway replica.",
+            ["signal"],
+            registry=self.registry,
+        )
         self.shed = Counter(
             "tierserve_shed",
             "Requests refused at once because their tier was full (overloaded) or their tenant over its share.",

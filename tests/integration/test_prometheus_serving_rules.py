@@ -54,7 +54,7 @@ def _quiet(name: str, at: str) -> dict[str, Any]:
 def test_rules_pass_promtool_check() -> None:
     assert PROMTOOL is not None
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and "SUCCESS: 10 rules found" in done.stdout + done.stderr, done.stdout
+    assert done.returncode == 0 and "SUCCESS: 11 rules found" in done.stdout + done.stderr, done.stdout
 
 
 def test_error_budget_burn_fires_at_ten_percent_failures_not_at_a_tenth_of_one(tmp_path: Path) -> None:
@@ -96,11 +96,15 @@ def test_guard_block_surge_and_secrets_in_answers(tmp_path: Path) -> None:
         {"series": 'tierserve_guard_verdicts_total{verdict="block"}', "values": "0+0x20 0+5x60"},
         {"series": 'tierserve_guard_findings_total{side="output",category="secret"}', "values": "0x20 1x20"},
         {"series": 'tierserve_guard_findings_total{side="output",category="pii"}', "values": "0+1x40"},
+        {"series": 'tierserve_drift_alarm{signal="queries",replica="g1"}', "values": "0x10 1x30"},
+        {"series": 'tierserve_drift_alarm{signal="queries",replica="g2"}', "values": "0x40"},
     ]
     alerts = [
         _quiet("TierserveGuardBlockSurge", "9m"),
         _fired("TierserveGuardBlockSurge", "39m", {"severity": "warning"}),
         _quiet("TierserveSecretOrLeakInAnswers", "9m"),
         _fired("TierserveSecretOrLeakInAnswers", "12m", {"severity": "warning"}),
+        _quiet("TierserveDrift", "7m"),
+        _fired("TierserveDrift", "12m", {"severity": "warning", "signal": "queries"}),
     ]
     _promtool_test(tmp_path, series, alerts)

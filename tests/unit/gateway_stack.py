@@ -87,6 +87,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         audit: AuditLog | None = None,
         guards: dict[str, Any] | None = None,
         classifier: Classifier | None = None,
+        drift: dict[str, Any] | None = None,
     ) -> Stack:
         extra = tier_options or {}
         config = parse_config(
@@ -112,6 +113,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
                 },
                 "tenancy": {**(tenancy or {})},
                 "guards": {**(guards or {})},
+                "drift": {**(drift or {})},
             }
         )
         semantic = None

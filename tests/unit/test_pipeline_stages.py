@@ -67,14 +67,14 @@ AFTER_LIMITS = ["cache_lookup", "route", "degrade", "shed", "dispatch", "respond
 def test_the_gateway_is_the_list_of_stages() -> None:
     stack = config()
     gateway = build_gateway(stack, {"small": FakeTier(), "large": FakeTier()}, None, router(stack), GatewayMetrics())
-    assert gateway.stage_names == ["admission", "prompt", *AFTER_LIMITS]
+    assert gateway.stage_names == ["drift", "admission", "prompt", *AFTER_LIMITS]
 
 
 async def test_with_redis_the_prompt_and_limits_stages_join_after_admission(redis_url: str) -> None:
     stack = config()
     tiers = {"small": FakeTier(), "large": FakeTier()}
     gateway = build_gateway(stack, tiers, None, router(stack), GatewayMetrics(), redis_url=redis_url)
-    assert gateway.stage_names == ["admission", "prompt", "limits", *AFTER_LIMITS]
+    assert gateway.stage_names == ["drift", "admission", "prompt", "limits", *AFTER_LIMITS]
     await gateway.close()
 
 
