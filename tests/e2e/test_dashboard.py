@@ -66,7 +66,8 @@ def _traffic(stack: Stack) -> None:
     client = stack.client(ALPHA_KEY)
     asks = ["Name a fruit.", "Name a fruit.", "What is 3 + 4?", "My e-mail is kim.lee@example.org, say hi."]
     for text in asks:
-        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": text}], max_tokens=8)
+        messages = [{"role": "user", "content": text}]
+        client.chat.completions.create(model="auto", messages=messages, max_tokens=8, temperature=0)  # type: ignore[arg-type]
     client.chat.completions.create(model="large", messages=[{"role": "user", "content": "Hello"}], max_tokens=8)
 
 
