@@ -32,6 +32,7 @@ def _fetch(directory: Path | None, url: str, key: str, **params: Any) -> list[di
 
 def _path(record: dict[str, Any]) -> Table:
     guard = record.get("guard") or {}
+    ttft = record.get("ttft_ms")
     rows: list[tuple[str, Any]] = [
         ("request", record.get("request_id")),
         ("time", record.get("time")),
@@ -46,7 +47,7 @@ def _path(record: dict[str, Any]) -> Table:
         ("status", f"{record.get('status')} {record.get('error') or ''}".strip()),
         ("tokens", f"{record.get('prompt_tokens')} in, {record.get('completion_tokens')} out"),
         ("cost", f"${record.get('cost_usd') or 0:.6f}"),
-        ("latency", f"{record.get('latency_ms')} ms (first token {record.get('ttft_ms')} ms)"),
+        ("latency", f"{record.get('latency_ms')} ms" + (f" (first token {ttft} ms)" if ttft is not None else "")),
         ("stages", ", ".join(f"{k} {v:.1f} ms" for k, v in (record.get("stages_ms") or {}).items()) or None),
         ("trace", record.get("trace_id")),
         ("prompt", record.get("prompt_text") or f"sha256 {record.get('prompt_sha256')}"),
