@@ -86,10 +86,18 @@ def test_every_dashboard_query_returns_series_and_every_rule_evaluates(stack: St
     panels = json.loads(DASHBOARD.read_text())["panels"]
     empty = [p["title"] for p in panels for t in p["targets"] if not _query(prometheus, t["expr"])]
     assert not empty, f"panels with no series: {empty}"
-    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=30).json()["data"]["groups"]
-    rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 17 and all(rule["health"] == "ok" for rule in rules), [
-        (rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"
-    ]
+    # The rule groups evaluate every 30 s, the first time up to 30 s after Prometheus starts: until then a rule's
+    # health is "unknown". An evaluation error ("err") fails at once.
+    deadline = time.monotonic() + 90
+    while True:
+        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=30).json()["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        assert len(rules) == 17 and not [r for r in rules if r["health"] == "err"], [
+            (rule["name"], rule.get("lastError")) for rule in rules if rule["health"] == "err"
+        ]
+        if all(rule["health"] == "ok" for rule in rules) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert all(rule["health"] == "ok" for rule in rules), [(r["name"], r["health"]) for r in rules]
     for recorded in ("tier:tierserve_ttft_seconds:p95_5m", "tenant:tierserve_spend_usd:5m"):
         assert _query(prometheus, recorded), recorded
