@@ -25,7 +25,7 @@ console = Console()
 def _fetch(directory: Path | None, url: str, key: str, **params: Any) -> list[dict[str, Any]]:
     chosen = {k: v for k, v in params.items() if v is not None}
     if directory is not None:
-        return [r for r in select(directory, tenant=chosen.get("tenant"), request_id=chosen.get("request_id"))]
+        return select(directory, tenant=chosen.get("tenant"), request_id=chosen.get("request_id"))
     text = admin_request("GET", url, key, "/admin/audit/export", timeout_s=120, params=chosen).text
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 

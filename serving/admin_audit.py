@@ -30,7 +30,7 @@ def select(
     request_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """The records of every writer under `root`, oldest first, filtered (since: "24h", "7d" or an ISO time)."""
-    start = _since(since) if since else None
+    start = since_iso(since) if since else None
     chosen = [
         record
         for record in read_records(root)
@@ -44,10 +44,6 @@ def select(
 
 def since_iso(since: str) -> str:
     """A `since` filter ("24h", "7d" or an ISO time) as the records' time format."""
-    return _since(since)
-
-
-def _since(since: str) -> str:
     try:
         span = parse_span(since)
     except ValueError:
