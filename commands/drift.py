@@ -50,7 +50,25 @@ def build_drift_app() -> typer.Typer:
                     style="red" if signal.get("alarm") else None,
                 )
             console.print(table)
-        if any(signal.get("alarm") for signal in data.get("signals", {}).values()):
+            evals = data.get("evals") or {}
+            if evals:
+                runs = Table(title="golden-set evals recorded with the stack (tierserve eval --record)")
+                for column in ("set", "latest", "baseline", "drop", "runs", "last run"):
+                    runs.add_column(column, justify="left" if column == "set" else "right")
+                for name, row in evals.items():
+                    when = datetime.fromtimestamp(row["latest_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+                    runs.add_row(
+                        name,
+                        f"{row['latest']:.3f}",
+                        f"{row['baseline']:.3f}",
+                        f"{row['drop']:+.3f}",
+                        str(row["runs"]),
+                        when,
+                        style="red" if row.get("alarm") else None,
+                    )
+                console.print(runs)
+        alarms = [signal for signal in data.get("signals", {}).values() if signal.get("alarm")]
+        if alarms or any(row.get("alarm") for row in (data.get("evals") or {}).values()):
             raise typer.Exit(1)
 
     return drift

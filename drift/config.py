@@ -19,6 +19,9 @@ class DriftConfig(BaseModel):
     )
     z_threshold: float = Field(default=4.0, gt=0, description="Scalar signals: alarm beyond this z score.")
     patience: int = Field(default=2, ge=1, description="Checks in a row over threshold before the alarm.")
+    eval_drop: float = Field(
+        default=0.05, ge=0, le=1, description="A recorded eval run this far under its set's baseline raises its alarm."
+    )
 
     def values(self) -> DriftConfigValues:
         return DriftConfigValues(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -18,6 +18,7 @@ from rich.text import Text
 from evals.golden import GoldenSetError, load_set
 from evals.report import write_html
 from evals.runner import compare, run_set
+from serving.admin_client import admin_request
 
 __all__ = ["DEFAULT_SET", "add_eval_command"]
 
@@ -38,6 +39,11 @@ def add_eval_command(app: typer.Typer) -> None:
         json_out: Annotated[Path | None, typer.Option(help="Write the run as JSON (a later --baseline).")] = None,
         html_out: Annotated[Path | None, typer.Option(help="Write an HTML report with plots.")] = None,
         concurrency: Annotated[int, typer.Option(min=1, max=64, help="Cases in flight at once.")] = 2,
+        record: Annotated[
+            bool, typer.Option("--record", help="Keep the run with the stack: eval metrics and drift follow it.")
+        ] = False,
+        as_baseline: Annotated[bool, typer.Option(help="With --record: the set's baseline from now on.")] = False,
+        admin_key: Annotated[str, typer.Option(envvar="TIERSERVE_ADMIN_KEY", help="For --record.")] = "",
     ) -> None:
         """Score a golden set per tier and overall (with cost and latency); exit 1 on a regression."""
         console = Console(stderr=True)
@@ -80,6 +86,8 @@ def add_eval_command(app: typer.Typer) -> None:
             )
         console.print(table)
         run["regressions"] = regressions
+        if record:
+            _record(url, admin_key, golden, model, run, as_baseline)
         if json_out is not None:
             json_out.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
         if html_out is not None:
@@ -93,3 +101,24 @@ def add_eval_command(app: typer.Typer) -> None:
         if failed or regressions:
             raise typer.Exit(1)
         console.print(Text("PASS", style="green"))
+
+
+def _record(url: str, admin_key: str, golden: Path, model: str, run: dict[str, Any], as_baseline: bool) -> None:
+    """POST the run's summary to the stack's /admin/evals (the admin client prints any refusal and exits)."""
+    summary = run["summary"]
+    overall = summary["overall"]
+    body = {
+        "set": golden.stem,
+        "mean_score": overall["mean_score"] or 0.0,
+        "by_tier": {
+            tier: stats["mean_score"] for tier, stats in summary["by_tier"].items() if stats["mean_score"] is not None
+        },
+        "cases": overall["cases"],
+        "errors": overall["errors"],
+        "model": model,
+        "baseline": as_baseline,
+    }
+    admin_request("POST", url, admin_key, "/admin/evals", json=body)
+    Console(stderr=True).print(
+        f"recorded with the stack as set '{golden.stem}'" + (" (baseline)" if as_baseline else "")
+    )

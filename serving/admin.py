@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.errors import InvalidRequest, NotFound
+from serving.eval_records import EvalRecord, eval_drift, read_evals, record_eval
 from serving.gateway import GatewayService, tenancy_prefix
 from serving.tenancy import KeyStore, Limits
 from serving.tenancy.ledger import GroupBy, parse_span, read_ledger, summarize
@@ -100,10 +101,40 @@ def install_admin_routes(app: FastAPI, service: GatewayService, parse: Parse) ->
 
     @app.get("/admin/drift")
     async def drift_report(request: Request) -> dict[str, Any]:
+        """This replica's traffic signals, its shadow agreement signals, and the stack's recorded eval runs."""
         service.authenticate_admin(request.headers.get("authorization"))
         if service.drift is None:
             raise InvalidRequest("Drift watching is off in this stack's config.", code="drift_disabled")
-        return {"replica": service.replica, **service.drift.report()}
+        report = {"replica": service.replica, **service.drift.report()}
+        shadow = service.shadow.drift if service.shadow is not None else None
+        if shadow is not None:
+            signals = cast(dict[str, Any], report["signals"])
+            report["signals"] = {**signals, **cast(dict[str, Any], shadow.report()["signals"])}
+            report["shadow_seen"] = shadow.report()["seen"]
+        if service.redis is not None:
+            records = await read_evals(service.redis, service.config.cache.redis.key_prefix)
+            report["evals"] = eval_drift(records, service.config.drift.eval_drop)
+        return report
+
+    @app.post("/admin/evals")
+    async def record_eval_run(request: Request) -> JSONResponse:
+        """A golden-set run (`tierserve eval --record`), kept so metrics and the drift report follow eval scores."""
+        service.authenticate_admin(request.headers.get("authorization"))
+        if service.redis is None:
+            raise InvalidRequest("This gateway has no Redis to keep eval runs in.", code="evals_unavailable")
+        record = cast(EvalRecord, await parse(request, EvalRecord))
+        await record_eval(service.redis, service.config.cache.redis.key_prefix, record)
+        return JSONResponse(record.model_dump(mode="json"), status_code=201)
+
+    @app.get("/admin/evals")
+    async def list_eval_runs(request: Request, limit: int = 50) -> dict[str, Any]:
+        service.authenticate_admin(request.headers.get("authorization"))
+        if service.redis is None:
+            raise InvalidRequest("This gateway has no Redis to keep eval runs in.", code="evals_unavailable")
+        if not 1 <= limit <= 500:
+            raise InvalidRequest("limit must be between 1 and 500.", param="limit")
+        records = await read_evals(service.redis, service.config.cache.redis.key_prefix, limit)
+        return {"object": "list", "data": [record.model_dump(mode="json") for record in records]}
 
     @app.get("/admin/cost")
     async def cost_report(request: Request, since: str = "24h", by: str = "tenant") -> dict[str, Any]:

@@ -283,6 +283,48 @@ class TracingConfig(_Strict):
     )
 
 
+class ShadowConfig(_Strict):
+    """Shadow scoring (docs/observability.md): a share of the answers given by a smaller tier, and of cache hits,
+    is asked again of the largest tier off the request path; how far the two answers agree (cosine of their
+    sentence embeddings) becomes the router's quality regret per tier and the share of cached answers the largest
+    tier would still give. It has its own concurrency budget and stands aside while the largest tier is busy."""
+
+    share: float = Field(default=0.0, ge=0, le=1, description="Share of smaller tiers' answers re-asked.")
+    cache_share: float = Field(default=0.0, ge=0, le=1, description="Share of cache hits re-asked.")
+    tenants: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-tenant share (answers and cache hits alike) over the two above; 0 leaves a tenant out "
+        "(one whose prompts must not be processed twice).",
+    )
+    max_concurrent: int = Field(default=1, ge=1, le=64, description="Shadow generations in flight per replica.")
+    max_queue: int = Field(default=16, ge=0, description="Samples waiting for a slot; more are dropped, counted.")
+    max_tokens: int = Field(default=128, ge=1, description="Upper bound of a shadow answer's length.")
+    agreement: float = Field(
+        default=0.8, gt=0, le=1, description="Answers agree at or above this cosine of their embeddings."
+    )
+    busy_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A sample waits while the largest tier holds this share of its admission limit in user "
+        "requests, and is dropped if it is still busy after `timeout_s`.",
+    )
+    timeout_s: float = Field(default=120.0, gt=0, description="A sample's whole budget: waiting plus generating.")
+
+    def share_for(self, tenant: str, cached: bool) -> float:
+        if tenant in self.tenants:
+            return self.tenants[tenant]
+        return self.cache_share if cached else self.share
+
+    @field_validator("tenants")
+    @classmethod
+    def _shares(cls, tenants: dict[str, float]) -> dict[str, float]:
+        bad = {name: share for name, share in tenants.items() if not 0 <= share <= 1}
+        if bad:
+            raise ValueError(f"a tenant's shadow share is between 0 and 1, got {bad}")
+        return tenants
+
+
 class RayConfig(_Strict):
     address: str | None = Field(default=None, description="Existing cluster to join; unset starts one.")
     num_cpus: int | None = Field(
@@ -303,6 +345,9 @@ class StackConfig(_Strict):
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig, description="Keys, limits, budgets, cost.")
     audit: AuditConfig = Field(default_factory=AuditConfig, description="The audit log (docs/security.md).")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift of the traffic (docs/observability.md).")
+    shadow: ShadowConfig = Field(
+        default_factory=ShadowConfig, description="Shadow scoring on the largest tier (docs/observability.md)."
+    )
     guards: GuardsConfig = Field(
         default_factory=GuardsConfig, description="Input and output guards, PII (docs/security.md)."
     )

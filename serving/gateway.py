@@ -12,8 +12,9 @@ in production and over fakes in unit tests. `build_gateway` is the one place tha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -27,6 +28,7 @@ from serving.audit import AuditLog
 from serving.config import AUTO_MODEL, StackConfig
 from serving.embeddings import EMBEDDING_MODEL
 from serving.errors import ServingError
+from serving.eval_records import eval_exposition, read_evals
 from serving.health import TierHealth
 from serving.jobs import Job
 from serving.metrics import GatewayMetrics
@@ -47,6 +49,7 @@ from serving.pipeline.observe import Observe
 from serving.pipeline.prompt import PromptTemplate
 from serving.pipeline.respond import Respond
 from serving.pipeline.route import Route
+from serving.pipeline.shadow import Shadow, ShadowScorer
 from serving.pipeline.shed import Shed
 from serving.prompts import PromptStore
 from serving.protocol import ModelCard, ModelList
@@ -54,6 +57,7 @@ from serving.reliability import Breakers
 from serving.stack_metrics import Exposition, merge_expositions, read_expositions
 from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
 from serving.tenancy.pricing import Prices
+from serving.tenancy.windows import to_usd
 
 __all__ = ["GatewayService", "Stage", "TierClient", "build_gateway"]
 
@@ -104,6 +108,7 @@ class GatewayService:
         self.prompts: PromptStore | None = None  # versioned system prompts (with Redis)
         self.replica = "local"  # this gateway replica's id (its key among the published metrics)
         self.drift: DriftDetector | None = None  # this replica's watch on its traffic
+        self.shadow: ShadowScorer | None = None  # this replica's shadow scoring on the largest tier
         self._created = int(time.time())
 
     @property
@@ -115,6 +120,8 @@ class GatewayService:
         return self._meter
 
     async def close(self) -> None:
+        if self.shadow is not None:
+            await self.shadow.close()
         if self.audit is not None:
             await self.audit.close()
         if self._meter is not None:
@@ -137,6 +144,12 @@ class GatewayService:
         except Exception:
             return own
         others = [e for e in published if not (e.role == "gateway" and e.replica == self.replica)]
+        try:
+            evals = await read_evals(self._redis, self._config.cache.redis.key_prefix, limit=100)
+        except Exception:
+            evals = []
+        if evals:
+            others.append(Exposition("stack", "redis", eval_exposition(evals, self._config.drift.eval_drop)))
         return merge_expositions([Exposition("gateway", self.replica, own), *others])
 
     @property
@@ -261,6 +274,10 @@ def build_gateway(
     watch = DriftWatch(DriftDetector(config.drift.values()), list(tiers)) if config.drift.enabled else None
     if watch is not None:
         stages.append(watch)
+    shed = Shed(config)
+    shadow = shadow_scorer(config, tiers, metrics, shed, prices, cache.embed_async if cache is not None else None)
+    if shadow is not None:
+        stages.append(Shadow(config.shadow, shadow))
     stages.append(Admission(config, list(tiers), router))
     if redis_url is not None:
         # A bounded pool: a burst of requests queues for a connection instead of opening a socket each (new
@@ -283,7 +300,7 @@ def build_gateway(
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),
         Degrade(config, cache, breakers, versions, flights, respond),
-        Shed(config),
+        shed,
         dispatch,
         respond,
     ]
@@ -300,4 +317,56 @@ def build_gateway(
     service.prompts = prompts
     service.replica = replica or "local"
     service.drift = watch.detector if watch is not None else None
+    service.shadow = shadow
     return service
+
+
+def shadow_scorer(
+    config: StackConfig,
+    tiers: Mapping[str, TierClient],
+    metrics: GatewayMetrics,
+    shed: Shed,
+    prices: Prices,
+    embed: Callable[[str], Awaitable[Any]] | None,
+) -> ShadowScorer | None:
+    """The shadow scorer when the config samples anything and there is a larger tier to ask; its drift signals
+    watch the agreement with a baseline sized for a sampled signal (a fifth of the traffic's)."""
+    settings = config.shadow
+    sampling = settings.share > 0 or settings.cache_share > 0 or any(s > 0 for s in settings.tenants.values())
+    target = config.tiers[-1].name
+    if not sampling or len(config.tiers) < 2 or target not in tiers:
+        return None
+    load = shed.load(target)
+
+    def busy() -> bool:
+        return load is not None and load.inflight >= settings.busy_share * load.limit
+
+    def cost_usd(prompt_tokens: int, completion_tokens: int) -> float:
+        return to_usd(prices.answered(target, prompt_tokens, completion_tokens).cost_micro)
+
+    drift = None
+    if config.drift.enabled:
+        values = config.drift.values()
+        drift = DriftDetector(
+            dataclasses.replace(
+                values,
+                baseline_size=max(20, values.baseline_size // 5),
+                window=max(10, values.window // 5),
+                check_every=max(1, values.check_every // 5),
+            )
+        )
+    for tier in config.tiers[:-1]:  # every series from the start: dashboards and rules read 0, not nothing
+        for source in ("routed", "pinned", "cache"):
+            metrics.shadow_requests.labels(source, tier.name, "scored")
+            metrics.shadow_agreements.labels(source, tier.name)
+    return ShadowScorer(
+        settings,
+        target,
+        tiers[target],
+        metrics,
+        embed=embed,
+        busy=busy,
+        cost_usd=cost_usd,
+        salted=config.cache.timing_protection,
+        drift=drift,
+    )

@@ -146,6 +146,36 @@ class GatewayMetrics:
             ["signal"],
             registry=self.registry,
         )
+        self.shadow_requests = Counter(
+            "tierserve_shadow_requests",
+            "Shadow samples by source (routed, pinned, cache), the tier whose answer was checked, and outcome "
+            "(scored, queue_full, busy, failed, skipped).",
+            ["source", "tier", "outcome"],
+            registry=self.registry,
+        )
+        self.shadow_agreements = Counter(
+            "tierserve_shadow_agreements",
+            "Scored shadow samples whose answer the largest tier agreed with (at or above the agreement line).",
+            ["source", "tier"],
+            registry=self.registry,
+        )
+        self.shadow_similarity = Histogram(
+            "tierserve_shadow_similarity",
+            "Cosine similarity between an answer and the largest tier's answer to the same request.",
+            ["source", "tier"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0),
+            registry=self.registry,
+        )
+        self.shadow_cost = Counter(
+            "tierserve_shadow_cost_usd",
+            "What the shadow generations cost at the largest tier's prices.",
+            registry=self.registry,
+        )
+        self.shadow_inflight = Gauge(
+            "tierserve_shadow_inflight",
+            "Shadow generations in flight in this gateway replica.",
+            registry=self.registry,
+        )
         self.shed = Counter(
             "tierserve_shed",
             "Requests refused at once because their tier was full (overloaded) or their tenant over its share.",

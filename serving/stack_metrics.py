@@ -39,7 +39,7 @@ _SUMMED = {"counter", "histogram", "summary"}
 class Exposition:
     """One replica's published metrics."""
 
-    role: str  # gateway | tier
+    role: str  # gateway | tier | stack
     replica: str
     text: str
     tier: str | None = None
@@ -74,7 +74,9 @@ def merge_expositions(expositions: Iterable[Exposition]) -> str:
             extra = {"tier": exposition.tier or "", "replica": exposition.replica}
         for family in text_string_to_metric_families(exposition.text):
             summed = exposition.role == "gateway" and family.type in _SUMMED
-            labels_extra = extra if exposition.role == "tier" else ({} if summed else {"replica": exposition.replica})
+            # "stack": one value for the whole stack (read from Redis by whichever replica is scraped).
+            own = summed or exposition.role == "stack"
+            labels_extra = extra if exposition.role == "tier" else ({} if own else {"replica": exposition.replica})
             merged = families.setdefault(family.name, _Family(family.name, family.type, family.documentation))
             for sample in family.samples:
                 if sample.name.endswith("_created"):

@@ -88,6 +88,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         guards: dict[str, Any] | None = None,
         classifier: Classifier | None = None,
         drift: dict[str, Any] | None = None,
+        shadow: dict[str, Any] | None = None,
     ) -> Stack:
         extra = tier_options or {}
         config = parse_config(
@@ -114,6 +115,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
                 "tenancy": {**(tenancy or {})},
                 "guards": {**(guards or {})},
                 "drift": {**(drift or {})},
+                "shadow": {**(shadow or {})},
             }
         )
         semantic = None
