@@ -136,13 +136,15 @@ class GatewayService:
     async def stack_metrics(self) -> str:
         """The whole stack's metrics (every gateway and tier replica that published to Redis lately), merged;
         this replica's own when there is no Redis or it cannot be read."""
-        own = self._metrics.render().decode()
         if self._redis is None:
-            return own
+            return self._metrics.render().decode()
         try:
             published = await read_expositions(self._redis, self._config.cache.redis.key_prefix)
         except Exception:
-            return own
+            self._metrics.redis_up.set(0)  # read at scrape time: the scrape itself says Redis is down
+            return merge_expositions([Exposition("gateway", self.replica, self._metrics.render().decode())])
+        self._metrics.redis_up.set(1)
+        own = self._metrics.render().decode()
         others = [e for e in published if not (e.role == "gateway" and e.replica == self.replica)]
         try:
             evals = await read_evals(self._redis, self._config.cache.redis.key_prefix, limit=100)

@@ -188,6 +188,11 @@ class GatewayMetrics:
             ["tier"],
             registry=self.registry,
         )
+        self.redis_up = Gauge(
+            "tierserve_redis_up",
+            "1 when this gateway replica could read Redis at the last scrape of /metrics, 0 when it could not.",
+            registry=self.registry,
+        )
         self.unmetered = Gauge(
             "tierserve_unmetered_settlements",
             "Settlements of requests served while Redis was down, waiting to be written.",

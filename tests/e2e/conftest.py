@@ -25,6 +25,8 @@ from tests.otlp import Collector, start_collector
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "test.yaml"
 ALPHA_KEY, BETA_KEY = "sk-test-alpha", "sk-test-beta"
+GAMMA_KEY = "sk-test-gamma"  # the tenant configs/test.yaml shadow-scores
+STACK_ADMIN_KEY = "e2e-stack-admin-key-0123"  # the shared stack's operator (drift report, recorded evals)
 READY_TIMEOUT_S = 900
 
 
@@ -123,7 +125,8 @@ def stack_url(process: subprocess.Popen[bytes]) -> str:
 def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("stack")
     log = folder / "tierserve.log"
-    with running_stack(traced_config(folder, collector.endpoint), log) as process:
+    admin = {"TIERSERVE_ADMIN_KEY": STACK_ADMIN_KEY}
+    with running_stack(traced_config(folder, collector.endpoint), log, admin) as process:
         yield Stack(url=stack_url(process), process=process, log=log, collector=collector)
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from serving.redis_server import free_port
-from tests.e2e.conftest import ALPHA_KEY, ROOT, Stack
+from tests.e2e.conftest import ALPHA_KEY, GAMMA_KEY, ROOT, Stack
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -69,6 +69,8 @@ def _traffic(stack: Stack) -> None:
         messages = [{"role": "user", "content": text}]
         client.chat.completions.create(model="auto", messages=messages, max_tokens=8, temperature=0)  # type: ignore[arg-type]
     client.chat.completions.create(model="large", messages=[{"role": "user", "content": "Hello"}], max_tokens=8)
+    shadowed = stack.client(GAMMA_KEY)  # its answers are re-asked of the large tier (the shadow panels)
+    shadowed.chat.completions.create(model="small", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
 
 
 def _query(url: str, expr: str) -> list[dict[str, Any]]:
@@ -94,7 +96,7 @@ def test_every_dashboard_query_returns_series_and_every_rule_evaluates(stack: St
     while True:
         groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=30).json()["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 17 and not [r for r in rules if r["health"] == "err"], [
+        assert len(rules) == 21 and not [r for r in rules if r["health"] == "err"], [
             (rule["name"], rule.get("lastError")) for rule in rules if rule["health"] == "err"
         ]
         missing = [name for name in recorded_rules if not _query(prometheus, name)]

@@ -54,7 +54,7 @@ def _quiet(name: str, at: str) -> dict[str, Any]:
 def test_rules_pass_promtool_check() -> None:
     assert PROMTOOL is not None
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and "SUCCESS: 11 rules found" in done.stdout + done.stderr, done.stdout
+    assert done.returncode == 0 and "SUCCESS: 15 rules found" in done.stdout + done.stderr, done.stdout
 
 
 def test_error_budget_burn_fires_at_ten_percent_failures_not_at_a_tenth_of_one(tmp_path: Path) -> None:
@@ -106,5 +106,29 @@ def test_guard_block_surge_and_secrets_in_answers(tmp_path: Path) -> None:
         _fired("TierserveSecretOrLeakInAnswers", "12m", {"severity": "warning"}),
         _quiet("TierserveDrift", "7m"),
         _fired("TierserveDrift", "12m", {"severity": "warning", "signal": "queries"}),
+    ]
+    _promtool_test(tmp_path, series, alerts)
+
+
+def test_shadow_disagreement_eval_regression_and_redis_down(tmp_path: Path) -> None:
+    # Routed answers of `small`: 40 scored an hour, a third agreed with. Cache hits: 4 scored, none agreed (too few).
+    scored = 'tierserve_shadow_requests_total{{source="{}",tier="small",outcome="scored"}}'
+    series = [
+        {"series": scored.format("routed"), "values": "0+0.33x240"},
+        {"series": 'tierserve_shadow_agreements_total{source="routed",tier="small"}', "values": "0+0.11x240"},
+        {"series": scored.format("cache"), "values": "0+0.033x240"},
+        {"series": 'tierserve_shadow_agreements_total{source="cache",tier="small"}', "values": "0+0x240"},
+        {"series": 'tierserve_eval_alarm{set="default"}', "values": "0x10 1x20"},
+        {"series": 'tierserve_redis_up{replica="a"}', "values": "1x10 0x10"},
+        {"series": 'tierserve_redis_up{replica="b"}', "values": "1x20"},
+    ]
+    labels = {"severity": "warning", "source": "routed", "tier": "small"}
+    alerts = [
+        _quiet("TierserveShadowDisagreement", "20m"),
+        _fired("TierserveShadowDisagreement", "100m", labels),
+        _quiet("TierserveEvalRegression", "4m"),
+        _fired("TierserveEvalRegression", "7m", {"severity": "warning", "set": "default"}),
+        _quiet("TierserveRedisDown", "5m30s"),
+        _fired("TierserveRedisDown", "7m", {"severity": "critical"}),
     ]
     _promtool_test(tmp_path, series, alerts)

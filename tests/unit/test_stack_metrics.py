@@ -78,3 +78,12 @@ async def test_the_gateway_scrape_merges_what_other_replicas_published(
         v for (name, labels), v in samples.items() if name == "tierserve_requests_total" and ("status", "200") in labels
     ]
     assert sum(answered) == 6  # this replica's one answer and the other replica's five
+    assert samples[("tierserve_redis_up", (("replica", "local"),))] == 1
+
+
+async def test_the_scrape_says_when_redis_cannot_be_read(make_stack: StackFactory) -> None:
+    from serving.redis_server import free_port
+
+    stack = await make_stack(redis=f"redis://127.0.0.1:{free_port()}/0", cache=False)  # nothing listens there
+    scraped = (await stack.client.get("/metrics")).text
+    assert _samples(scraped)[("tierserve_redis_up", (("replica", "local"),))] == 0
