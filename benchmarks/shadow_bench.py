@@ -4,8 +4,9 @@ Starts `tierserve serve` on configs/default.yaml with three tenants: `plain` (no
 answers and cache hits, 5 % by default, re-asked of the largest tier) and `scored` (every one re-asked). Then:
 
 1. Side by side, under the same load (ShareGPT first turns, model=auto, streamed, a quarter of them repeats so the
-   cache answers some), phases of `--phase-requests` go plain, shadowed, shadowed, plain (the same questions in each pair): TTFT p50/p95 and
-   end-to-end p95 per arm, and the shadowed arm's ratio to the plain one (the anchor, measured in the same run).
+   cache answers some), phases of `--phase-requests` go plain, shadowed, shadowed, plain (the same questions in
+   each pair): TTFT p50/p95 and end-to-end p95 per arm, and the shadowed arm's ratio to the plain one (the anchor,
+   measured in the same run).
 2. The agreement figures: `--scored-requests` more for tenant `scored` (all re-asked), then the shadow counters from
    the stack's /metrics: samples by outcome, and the agreement per source (routed, cache) and tier.
 
