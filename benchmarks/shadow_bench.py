@@ -1,12 +1,13 @@
 """Shadow scoring's cost to users, and what it measures, on the embedded default (real vLLM tiers, Ray Serve, Redis).
 
-Starts `tierserve serve` on configs/default.yaml with three tenants: `plain` (no shadow), `shadowed` (a share of its
-answers and cache hits, 5 % by default, re-asked of the largest tier) and `scored` (every one re-asked). Then:
+Starts `tierserve serve` on configs/default.yaml (shadow mode `idle`, its default) with three tenants: `plain` (no
+shadow), `shadowed` (a share of its answers and cache hits, 5 % by default, re-asked of the largest tier) and
+`scored` (every one re-asked). Then:
 
-1. Side by side, under the same load (ShareGPT first turns, model=auto, streamed, a quarter of them repeats so the
-   cache answers some), phases of `--phase-requests` go plain, shadowed, shadowed, plain (the same questions in
-   each pair): TTFT p50/p95 and end-to-end p95 per arm, and the shadowed arm's ratio to the plain one (the anchor,
-   measured in the same run).
+1. Side by side, under the same load (users with think time asking ShareGPT first turns, model=auto, streamed, a
+   quarter of them repeats so the cache answers some), phases of `--phase-requests` go plain, shadowed, shadowed,
+   plain (the same questions in each pair): TTFT p50/p95 and end-to-end p95 per arm, and the shadowed arm's ratio
+   to the plain one (the anchor, measured in the same run).
 2. The agreement figures: `--scored-requests` more for tenant `scored` (all re-asked), then the shadow counters from
    the stack's /metrics: samples by outcome, and the agreement per source (routed, cache) and tier.
 
@@ -100,14 +101,18 @@ async def _one(client: httpx.AsyncClient, url: str, key: str, prompt: str) -> di
     return {"status": status, "cache": cache, "ttft": ttft, "e2e": time.perf_counter() - started}
 
 
-async def _phase(url: str, key: str, prompts: list[str], concurrency: int) -> list[dict[str, Any]]:
+async def _phase(
+    url: str, key: str, prompts: list[str], concurrency: int, think: tuple[float, float], seed: int
+) -> list[dict[str, Any]]:
     queue = list(prompts)
     results: list[dict[str, Any]] = []
+    rng = random.Random(seed)
     async with httpx.AsyncClient(timeout=600) as client:
 
         async def user() -> None:
             while queue:
                 results.append(await _one(client, url, key, queue.pop(0)))
+                await asyncio.sleep(rng.uniform(*think))  # a user reads the answer before asking again
 
         await asyncio.gather(*(user() for _ in range(concurrency)))
     return results
@@ -134,7 +139,7 @@ def _arm(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _shadow_metrics(url: str) -> dict[str, Any]:
     text = httpx.get(f"{url}/metrics", timeout=30).text
     outcomes: dict[str, float] = {}
-    for source, tier, outcome, value in re.findall(
+    for outcome, source, tier, value in re.findall(
         r'tierserve_shadow_requests_total\{outcome="(\w+)",source="(\w+)",tier="([\w.-]+)"\} (\S+)', text
     ):
         outcomes[f"{outcome} {source} {tier}"] = float(value)
@@ -153,11 +158,13 @@ def _shadow_metrics(url: str) -> dict[str, Any]:
         if scored:
             similarity[f"{source} {tier}"] = round(float(total) / scored, 3)
     cost = re.search(r"tierserve_shadow_cost_usd_total (\S+)", text)
+    preempted = re.search(r"tierserve_shadow_preemptions_total (\S+)", text)
     return {
         "samples": {k: int(v) for k, v in sorted(outcomes.items()) if v},
         "agreement": agreement,
         "mean_similarity": similarity,
         "cost_usd": float(cost.group(1)) if cost else 0.0,
+        "preemptions": int(float(preempted.group(1))) if preempted else 0,
     }
 
 
@@ -173,7 +180,9 @@ async def _drain(url: str, timeout_s: float = 600) -> None:
 
 async def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     prompts = _prompts(4 * args.phase_requests + args.scored_requests, args.seed)
-    await _phase(url, KEYS["plain"], prompts[:8], 2)  # warm-up (not counted)
+    think = (args.think_min, args.think_max)
+    warm = [f"Warm-up question {i}: name a colour." for i in range(8)]
+    await _phase(url, KEYS["plain"], warm, 2, (0, 0), args.seed)  # not counted; none of the measured questions
     arms: dict[str, list[dict[str, Any]]] = {"plain": [], "shadowed": []}
     phases = []
     for index, arm in enumerate(["plain", "shadowed", "shadowed", "plain"]):
@@ -181,18 +190,19 @@ async def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         # each goes first once, so neither gains more from the engines' prefix cache warmed by the other.
         block = prompts[(index // 2) * args.phase_requests : (index // 2 + 1) * args.phase_requests]
         started = time.perf_counter()
-        results = await _phase(url, KEYS[arm], block, args.concurrency)
+        results = await _phase(url, KEYS[arm], block, args.concurrency, think, args.seed + index)
         arms[arm] += results
         phases.append({"arm": arm, "seconds": round(time.perf_counter() - started, 1), **_arm(results)})
     await _drain(url)
     at_share = _shadow_metrics(url)
     scored = prompts[4 * args.phase_requests :]
-    await _phase(url, KEYS["scored"], scored + scored[: len(scored) // 4], args.concurrency)
+    await _phase(url, KEYS["scored"], scored + scored[: len(scored) // 4], args.concurrency, think, args.seed)
     await _drain(url)
     plain, shadowed = _arm(arms["plain"]), _arm(arms["shadowed"])
     return {
         "share": args.share,
         "concurrency": args.concurrency,
+        "think_s": [args.think_min, args.think_max],
         "phases": phases,
         "plain": plain,
         "shadowed": shadowed,
@@ -208,7 +218,9 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.05)
     parser.add_argument("--phase-requests", type=int, default=80)
     parser.add_argument("--scored-requests", type=int, default=80)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=4, help="Users, each asking one question at a time.")
+    parser.add_argument("--think-min", type=float, default=0.5, help="Seconds a user waits between questions.")
+    parser.add_argument("--think-max", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

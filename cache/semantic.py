@@ -92,6 +92,10 @@ class SemanticCache:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
+    def tenants(self) -> list[str]:
+        """Tenants whose index this replica holds."""
+        return list(self._indexes)
+
     def entries(self, tenant: str) -> int:
         index = self._indexes.get(tenant)
         return len(index) if index is not None else 0

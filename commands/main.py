@@ -11,6 +11,8 @@ from commands.keys import build_cost_app, build_keys_app
 from commands.prompts import build_prompts_app
 from commands.requests import build_requests_app
 from commands.router import build_router_app
+from commands.scale import add_scale_command
+from commands.status import add_status_command
 from evals.cli import add_eval_command as add_golden_eval_command
 from loadtest.chaos import add_chaos_command
 from loadtest.cli import add_loadtest_command
@@ -28,6 +30,8 @@ app.add_typer(build_prompts_app(), name="prompts")  # tierserve prompts create|l
 app.add_typer(build_guards_app(), name="guards")  # tierserve guards train|check
 app.add_typer(build_requests_app(), name="requests")  # tierserve requests show ID | tail
 app.add_typer(build_drift_app(), name="drift")  # tierserve drift report
+add_scale_command(app)  # tierserve scale TIER N | --min A --max B | --reset (a running stack, in place)
+add_status_command(app)  # tierserve status [--json] [--watch N]
 
 
 def main() -> None:

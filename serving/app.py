@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
@@ -52,23 +57,71 @@ def deployment_options(
     return options
 
 
+# A replica's scale lives in its deployment's options; these fields of any `deployment` mapping in its arguments are
+# left out of its code version, so a new scale is applied in place (no restart).
+_SCALE_FIELDS = ("num_replicas", "autoscaling")
+_PACKAGES = ("serving", "cache", "router", "guards", "drift")
+
+
+@cache
+def _source_digest() -> str:
+    """The replicas' code: a change to it (an upgrade, an edit) restarts them on the next deploy."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for package in _PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _without_scale(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: {k: v for k, v in item.items() if k not in _SCALE_FIELDS}
+            if key == "deployment" and isinstance(item, dict)
+            else _without_scale(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_without_scale(item) for item in value]
+    return value
+
+
+def code_version(*init_args: Any) -> str:
+    """What decides whether a redeploy restarts a deployment's replicas (Ray Serve restarts on a new version and
+    otherwise updates in place): the code and the replica's arguments, less any replica count or autoscaling
+    bounds. Without a version Ray Serve draws a random one on every deploy of `serve.run`, and every replica
+    restarts; `Deployment.options(version=...)` takes one only with `_internal=True` in the pinned Ray (2.60), which
+    tests/unit/test_scaling.py holds it to."""
+    text = json.dumps(_without_scale(list(init_args)), sort_keys=True, default=lambda o: type(o).__name__)
+    return hashlib.sha256(f"{_source_digest()}\n{text}".encode()).hexdigest()[:16]
+
+
 def _engine_env(num_gpus: float) -> dict[str, str]:
     # On CPU, vLLM runs eager and in-process; GPU replicas keep vLLM's defaults.
     return dict(CPU_ENGINE_ENV) if num_gpus == 0 else {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
 
 
-def build_app(config: StackConfig) -> Application:
+def build_app(config: StackConfig, scale: Mapping[str, DeploymentConfig] | None = None) -> Application:
+    """The application; `scale` gives tiers a live scale (`tierserve scale`) over their config's."""
     redis: Any = config.cache.redis.url
     if redis is None:  # keys, limits, budgets and the ledger live there even with the cache off
-        redis = RedisServer.bind(str(config.data_dir / "redis"))  # type: ignore[attr-defined]
+        redis = RedisServer.options(  # type: ignore[attr-defined]
+            version=code_version(str(config.data_dir)), _internal=True
+        ).bind(str(config.data_dir / "redis"))
     prefix = config.cache.redis.key_prefix
-    tiers = {
-        tier.name: ModelServer.options(  # type: ignore[attr-defined]
+    scale = scale or {}
+    tiers = {}
+    for tier in config.tiers:
+        args = (tier.model_dump(mode="json"), config.model_path(tier), None, redis, prefix)
+        deployment = scale.get(tier.name, tier.deployment)
+        tiers[tier.name] = ModelServer.options(  # type: ignore[attr-defined]
             name=f"tier-{tier.name}",
-            **deployment_options(tier.deployment, env=_engine_env(tier.deployment.num_gpus), logging=config.logging),
-        ).bind(tier.model_dump(mode="json"), config.model_path(tier), None, redis, prefix)
-        for tier in config.tiers
-    }
+            version=code_version(*args),
+            _internal=True,
+            **deployment_options(deployment, env=_engine_env(deployment.num_gpus), logging=config.logging),
+        ).bind(*args)
     # The admin key reaches the gateway replicas through the environment they inherit (a local Ray's workers get
     # the driver's; on a cluster, the nodes' own) or gateway.admin_key_file, never through the config or Ray's
     # runtime env, which Ray keeps in its deployment state.
@@ -80,9 +133,10 @@ def build_app(config: StackConfig) -> Application:
         logging=config.logging,
         graceful_s=config.gateway.shutdown_drain_s,
     )
-    return Gateway.options(name="gateway", **gateway_options).bind(  # type: ignore[attr-defined,no-any-return]
-        config.model_dump(mode="json"), tiers, redis
-    )
+    stack = config.model_dump(mode="json")
+    return Gateway.options(  # type: ignore[attr-defined,no-any-return]
+        name="gateway", version=code_version(stack), _internal=True, **gateway_options
+    ).bind(stack, tiers, redis)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

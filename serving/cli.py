@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from rich.text import Text
 from serving.admin_client import admin_request
 from serving.config import ConfigError, StackConfig, admin_key, load_config
 from serving.ingress import drain_haproxy, ingress_environment
+from serving.scale_driver import ScaleDriver, scaled
 
 # The stack's own commands; commands.main assembles them with the other packages' into `tierserve`.
 app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + Ray Serve.", no_args_is_help=True)
@@ -223,22 +225,24 @@ class _ReloadRequest:
     data directory's tierserve.pid)."""
 
     def __init__(self, pid_file: Path) -> None:
-        self._asked = False
+        self._asked = threading.Event()
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
         signal.signal(signal.SIGHUP, self._ask)
 
     def _ask(self, *_: object) -> None:
-        self._asked = True
+        self._asked.set()
 
-    def wait(self) -> bool:
-        """Sleeps until a signal comes; True when it was a reload request (each is answered once)."""
-        signal.pause()
-        asked, self._asked = self._asked, False
+    def wait(self, timeout_s: float) -> bool:
+        """Sleeps until a reload request or `timeout_s`; True when one came (each is answered once)."""
+        asked = self._asked.wait(timeout_s)
+        self._asked.clear()
         return asked
 
 
-def _reload(current: StackConfig, path: Path, url: str, ready_timeout: float) -> StackConfig:
+def _reload(
+    current: StackConfig, path: Path, url: str, ready_timeout: float, driver: ScaleDriver | None
+) -> StackConfig:
     """Deploy the config file again: Ray Serve rolls only the deployments whose options or arguments changed,
     starting new replicas before it drains the old ones, so requests in flight finish and new ones keep being
     answered. A config that does not load keeps the running stack as it is."""
@@ -262,7 +266,10 @@ def _reload(current: StackConfig, path: Path, url: str, ready_timeout: float) ->
     console.print(f"reloading {path} ...")
     try:
         _prepare(stack)  # a tier the edit added may need its model prepared
-        ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
+        live = scaled(stack, driver.overrides()) if driver is not None else {}
+        if live:
+            console.print(f"[yellow]kept the live scale of {', '.join(live)} (tierserve scale TIER --reset)[/]")
+        ray_serve.run(build_app(stack, live), name="tierserve", route_prefix="/", blocking=False)
         _wait_healthy(url, ready_timeout)
     except Exception as error:  # a reload that fails must not stop the stack that is serving
         console.print(Text(f"reload failed, the stack keeps running: {error}", style="red"), soft_wrap=True)
@@ -283,6 +290,7 @@ def _serve_until_stopped(stack: StackConfig, config_path: Path, ready_timeout: f
     signal.signal(signal.SIGINT, signal.default_int_handler)
     url = f"http://{stack.gateway.host}:{stack.gateway.port}"
     pid_file = stack.data_dir / "tierserve.pid"
+    driver: ScaleDriver | None = None
     try:
         ray_serve.start(http_options={"host": stack.gateway.host, "port": stack.gateway.port})
         ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
@@ -310,9 +318,14 @@ def _serve_until_stopped(stack: StackConfig, config_path: Path, ready_timeout: f
             markup=False,
             highlight=False,
         )
+        driver = ScaleDriver.connect(stack, ready_timeout)
+        if driver is not None:
+            driver.forget()  # a new start: the config file decides the scale again
         while True:
-            if reload.wait():
-                stack = _reload(stack, config_path, url, ready_timeout)
+            if reload.wait(1.0):
+                stack = _reload(stack, config_path, url, ready_timeout, driver)
+            if driver is not None:
+                driver.poll(stack)
     except KeyboardInterrupt:
         console.print("\nstopping tierserve ...")
     except TimeoutError as error:
@@ -320,6 +333,8 @@ def _serve_until_stopped(stack: StackConfig, config_path: Path, ready_timeout: f
         raise typer.Exit(1) from None
     finally:
         pid_file.unlink(missing_ok=True)
+        if driver is not None:
+            driver.close()
         _drain(stack)
         try:
             ray_serve.shutdown()  # type: ignore[no-untyped-call]

@@ -302,12 +302,19 @@ class ShadowConfig(_Strict):
     agreement: float = Field(
         default=0.8, gt=0, le=1, description="Answers agree at or above this cosine of their embeddings."
     )
+    mode: Literal["idle", "headroom"] = Field(
+        default="idle",
+        description="When a shadow may run. idle: only while no user request is in flight to any tier, and "
+        "stopped (then retried) as soon as one is: for tiers that share hardware (the CPU stacks), where any "
+        "extra generation slows users. headroom: while the largest tier holds less than `busy_share` of its "
+        "admission limit: for a largest tier on its own GPUs.",
+    )
     busy_share: float = Field(
         default=0.5,
         gt=0,
         le=1,
-        description="A sample waits while the largest tier holds this share of its admission limit in user "
-        "requests, and is dropped if it is still busy after `timeout_s`.",
+        description="headroom mode: a sample waits while the largest tier holds this share of its admission "
+        "limit in user requests. Either mode drops a sample still waiting after `timeout_s`.",
     )
     timeout_s: float = Field(default=120.0, gt=0, description="A sample's whole budget: waiting plus generating.")
 

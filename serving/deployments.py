@@ -30,6 +30,7 @@ from serving.http import build_http_app
 from serving.metrics import GatewayMetrics
 from serving.redis_server import LocalRedis
 from serving.stack_metrics import MetricsPublisher, engine_exposition, metrics_key
+from serving.status import node_identity, presence_key
 from serving.tracing import build_tracer
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ class ModelServer:
             # vLLM's engine metrics join the stack's one scrape (GET /metrics on the gateway) through Redis.
             url = metrics_redis if isinstance(metrics_redis, str) else await metrics_redis.url.remote()
             key = metrics_key(metrics_prefix, "tier", self._replica, self._tier.name)
-            self._publisher = MetricsPublisher(url, key, engine_exposition)
+            where = {"role": "tier", "tier": self._tier.name, "replica": self._replica, **node_identity()}
+            presence = (presence_key(metrics_prefix, "tier", self._replica, self._tier.name), lambda: where)
+            self._publisher = MetricsPublisher(url, key, engine_exposition, presence=presence)
             self._publisher.start()
 
     async def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]:
@@ -215,7 +218,10 @@ class Gateway:
         self._publisher: MetricsPublisher | None = None
         if redis_url is not None:
             key = metrics_key(stack.cache.redis.key_prefix, "gateway", replica)
-            self._publisher = MetricsPublisher(redis_url, key, lambda: self._service.metrics.render().decode())
+            presence = (presence_key(stack.cache.redis.key_prefix, "gateway", replica), self._service.presence)
+            self._publisher = MetricsPublisher(
+                redis_url, key, lambda: self._service.metrics.render().decode(), presence=presence
+            )
             self._publisher.start()
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -55,6 +55,7 @@ from serving.prompts import PromptStore
 from serving.protocol import ModelCard, ModelList
 from serving.reliability import Breakers
 from serving.stack_metrics import Exposition, merge_expositions, read_expositions
+from serving.status import RecentAnswers, node_identity
 from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
 from serving.tenancy.pricing import Prices
 from serving.tenancy.windows import to_usd
@@ -109,7 +110,20 @@ class GatewayService:
         self.replica = "local"  # this gateway replica's id (its key among the published metrics)
         self.drift: DriftDetector | None = None  # this replica's watch on its traffic
         self.shadow: ShadowScorer | None = None  # this replica's shadow scoring on the largest tier
+        self.recent = RecentAnswers()  # this replica's answers of the last minute (its presence record)
         self._created = int(time.time())
+
+    def presence(self) -> dict[str, Any]:
+        """This replica's presence record for `tierserve status`: where it runs, its last minute, its cache."""
+        cache = self._cache
+        entries = {tenant: cache.entries(tenant) for tenant in cache.tenants()} if cache is not None else {}
+        return {
+            "role": "gateway",
+            "replica": self.replica,
+            **node_identity(),
+            "window": self.recent.summary(),
+            "cache_entries": entries,
+        }
 
     @property
     def redis(self) -> aioredis.Redis | None:
@@ -259,7 +273,8 @@ def build_gateway(
     versions = model_versions(config)
     flights: Flights = {}
     prices = Prices(config, config.tenancy)
-    observe = Observe(config, metrics, tracer or NoOpTracer(), prices, replica)
+    recent = RecentAnswers()
+    observe = Observe(config, metrics, tracer or NoOpTracer(), prices, replica, recent)
     breakers = Breakers(config, metrics)
     dispatch = Dispatch(config, tiers, router, flights, breakers)
     if guards is not None and guards.embed is None and cache is not None:
@@ -320,6 +335,7 @@ def build_gateway(
     service.replica = replica or "local"
     service.drift = watch.detector if watch is not None else None
     service.shadow = shadow
+    service.recent = recent
     return service
 
 
@@ -339,8 +355,11 @@ def shadow_scorer(
     if not sampling or len(config.tiers) < 2 or target not in tiers:
         return None
     load = shed.load(target)
+    loads = [found for tier in config.tiers if (found := shed.load(tier.name)) is not None]
 
     def busy() -> bool:
+        if settings.mode == "idle":  # tiers share the hardware: any user request in flight comes first
+            return any(each.inflight > 0 for each in loads)
         return load is not None and load.inflight >= settings.busy_share * load.limit
 
     def cost_usd(prompt_tokens: int, completion_tokens: int) -> float:
@@ -371,4 +390,5 @@ def shadow_scorer(
         cost_usd=cost_usd,
         salted=config.cache.timing_protection,
         drift=drift,
+        preemptible=settings.mode == "idle",
     )

@@ -18,6 +18,8 @@ from cache import SemanticCache, TokenCountingEmbedder
 from serving.admin import install_admin_routes
 from serving.admin_audit import install_audit_routes, refusal_record
 from serving.admin_prompts import install_prompt_routes
+from serving.admin_scale import install_scale_routes
+from serving.admin_status import install_status_routes
 from serving.body import parse_body
 from serving.config import AUTO_MODEL
 from serving.embeddings import EMBEDDING_MODEL, EmbeddingsRequest, EmbeddingsService
@@ -213,6 +215,8 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     install_admin_routes(app, service, lambda request, model: _parse(request, model, max_bytes))
     install_audit_routes(app, service)
     install_prompt_routes(app, service, lambda request, model: _parse(request, model, max_bytes))
+    install_scale_routes(app, service, lambda request, model: _parse(request, model, max_bytes))
+    install_status_routes(app, service)
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -171,6 +171,11 @@ class GatewayMetrics:
             "What the shadow generations cost at the largest tier's prices.",
             registry=self.registry,
         )
+        self.shadow_preemptions = Counter(
+            "tierserve_shadow_preemptions",
+            "Shadow generations stopped because user requests needed the room (idle mode); each waits again.",
+            registry=self.registry,
+        )
         self.shadow_inflight = Gauge(
             "tierserve_shadow_inflight",
             "Shadow generations in flight in this gateway replica.",

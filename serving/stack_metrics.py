@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -117,11 +118,18 @@ class MetricsPublisher:
     own /metrics still answers)."""
 
     def __init__(
-        self, redis_url: str, key: str, render: Callable[[], str], interval_s: float = 2.0, ttl_s: float = 10.0
+        self,
+        redis_url: str,
+        key: str,
+        render: Callable[[], str],
+        interval_s: float = 2.0,
+        ttl_s: float = 10.0,
+        presence: tuple[str, Callable[[], dict[str, Any]]] | None = None,
     ) -> None:
         self._url = redis_url
         self._key = key
         self._render = render
+        self._presence = presence  # (key, record): where the replica runs, for `tierserve status`
         self._interval_s = interval_s
         self._ttl_ms = int(ttl_s * 1000)
         self._task: asyncio.Task[None] | None = None
@@ -143,6 +151,9 @@ class MetricsPublisher:
             while True:
                 try:
                     await client.set(self._key, self._render(), px=self._ttl_ms)
+                    if self._presence is not None:
+                        key, record = self._presence
+                        await client.set(key, json.dumps(record()), px=self._ttl_ms)
                 except Exception as error:  # Redis away: the merged scrape misses this replica for a while
                     logger.debug("publishing metrics to %s failed: %r", self._key, error)
                 await asyncio.sleep(self._interval_s)

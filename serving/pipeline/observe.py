@@ -13,6 +13,7 @@ from serving.errors import ServingError
 from serving.jobs import Job
 from serving.metrics import GatewayMetrics
 from serving.pipeline.context import RequestContext
+from serving.status import RecentAnswers
 from serving.tenancy.pricing import Prices
 from serving.tenancy.windows import to_usd
 from serving.tracing import RequestTrace
@@ -20,9 +21,16 @@ from serving.tracing import RequestTrace
 
 class Observe:
     def __init__(
-        self, config: StackConfig, metrics: GatewayMetrics, tracer: Tracer, prices: Prices, replica: str | None = None
+        self,
+        config: StackConfig,
+        metrics: GatewayMetrics,
+        tracer: Tracer,
+        prices: Prices,
+        replica: str | None = None,
+        recent: RecentAnswers | None = None,
     ) -> None:
         self._replica = replica  # the gateway replica, named in x-tierserve-gateway
+        self._recent = recent  # the last minute's answers, for `tierserve status`
         self._config = config
         self._metrics = metrics
         self._tracer = tracer
@@ -67,6 +75,8 @@ class Observe:
         m.requests.labels(job.endpoint, tier, cache, "200").inc()
         m.latency.labels(job.endpoint, tier, cache).observe(elapsed)
         m.ttft.labels(tier, cache).observe(ttft)
+        if self._recent is not None:
+            self._recent.record(tier, job.tenant, ttft, completion_tokens)
         m.tokens.labels(tier, "prompt").inc(prompt_tokens)
         m.tokens.labels(tier, "completion").inc(completion_tokens)
         charge = self._prices.answered(tier, prompt_tokens, completion_tokens)

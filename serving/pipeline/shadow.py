@@ -10,6 +10,7 @@ user requests (dropped, counted, when that lasts past its budget)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -82,6 +83,7 @@ class ShadowScorer:
         cost_usd: Callable[[int, int], float],
         salted: bool,
         drift: DriftDetector | None = None,
+        preemptible: bool = False,
     ) -> None:
         self._config = config
         self.target = target
@@ -89,6 +91,7 @@ class ShadowScorer:
         self._metrics = metrics
         self._embed = embed
         self._busy = busy
+        self._preemptible = preemptible  # stop a shadow generation as soon as users need the room
         self._cost_usd = cost_usd
         self._salted = salted
         self.drift = drift  # shadow agreement as drift signals (shadow_routed, shadow_pinned, shadow_cache)
@@ -134,22 +137,24 @@ class ShadowScorer:
     async def _score(self, sample: ShadowSample) -> None:
         loop = asyncio.get_running_loop()
         deadline = sample.queued + self._config.timeout_s
-        while self._busy():  # the users' requests on the largest tier come first
-            if loop.time() >= deadline:
-                self._count(sample, "busy")
+        finished: TierFinished | None = None
+        preempted = False
+        while finished is None:
+            while self._busy():  # users come first: wait for room
+                if loop.time() >= deadline:
+                    self._count(sample, "busy")
+                    return
+                await asyncio.sleep(0.25)
+            outcome = await self._generate_unless_busy(sample, deadline)
+            if outcome == "preempted":
+                self._metrics.shadow_preemptions.inc()
+                preempted = True
+                continue  # the engine stopped it; it waits for room again, within its deadline
+            if not isinstance(outcome, TierFinished):
+                # Out of time after yielding to users: as busy as never getting the room at all.
+                self._count(sample, "busy" if outcome == "timeout" and preempted else "failed")
                 return
-            await asyncio.sleep(0.25)
-        self._metrics.shadow_inflight.inc()
-        try:
-            async with asyncio.timeout_at(deadline):
-                finished = await self._generate(sample)
-        except TimeoutError:
-            finished = None
-        finally:
-            self._metrics.shadow_inflight.dec()
-        if finished is None:
-            self._count(sample, "failed")
-            return
+            finished = outcome
         self._metrics.shadow_cost.inc(self._cost_usd(finished.prompt_tokens, finished.completion_tokens))
         similarity = await self._similarity(sample.answer, finished.text)
         self._count(sample, "scored")
@@ -161,6 +166,29 @@ class ShadowScorer:
             for name, state in self.drift.states.items():
                 self._metrics.drift_score.labels(name).set(state.score)
                 self._metrics.drift_alarm.labels(name).set(float(state.alarm))
+
+    async def _generate_unless_busy(self, sample: ShadowSample, deadline: float) -> TierFinished | str | None:
+        """The shadow answer, or "preempted" when users needed the room meanwhile (in `idle` mode the shadow
+        yields at once: closing its stream aborts it in vLLM), "timeout" past the sample's deadline, or None when
+        the tier failed it."""
+        self._metrics.shadow_inflight.inc()
+        generation = asyncio.ensure_future(self._generate(sample))
+        try:
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    done, _ = await asyncio.wait({generation}, timeout=0.05)
+                    if done:
+                        return generation.result()
+                    if self._preemptible and self._busy():
+                        return "preempted"
+        except TimeoutError:
+            return "timeout"
+        finally:
+            if not generation.done():
+                generation.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await generation
+            self._metrics.shadow_inflight.dec()
 
     async def _generate(self, sample: ShadowSample) -> TierFinished | None:
         job = sample.job

@@ -154,3 +154,27 @@ async def test_recorded_eval_runs_become_metrics_and_drift(make_stack: StackFact
     bad = await stack.client.post("/admin/evals", json={**first, "mean_score": 2}, headers=ADMIN)
     assert bad.status_code in (400, 422) and bad.json()["error"]["param"] == "mean_score"
     assert (await stack.client.post("/admin/evals", json=first)).status_code == 401
+
+
+async def test_in_idle_mode_a_shadow_yields_to_a_user_request_and_runs_again_after(make_stack: StackFactory) -> None:
+    large = FakeTier(["Paris", " is", " the", " capital."], prompt_tokens=40, replica="large-1", hold_after=1)
+    stack = await make_stack(large=large, shadow={"share": 1.0, "mode": "idle"})
+    assert (await stack.chat(model="small")).status_code == 200
+    await asyncio.wait_for(large.holding.wait(), 5)  # the shadow is generating
+    shed = next(stage for stage in stack.service._stages if stage.name == "shed")
+    load = shed.load("small")  # type: ignore[attr-defined]
+    load.inflight = 1  # a user request arrives on the small tier: the shadow must stop at once
+    for _ in range(100):
+        if large.closed:
+            break
+        await asyncio.sleep(0.02)
+    assert large.closed == 1
+    scraped = (await stack.client.get("/metrics")).text
+    assert re.search(r"tierserve_shadow_preemptions_total 1\.0", scraped)
+    large.release()
+    load.inflight = 0  # room again: the sample runs again and is scored
+    assert stack.service.shadow is not None
+    await asyncio.wait_for(stack.service.shadow.drain(), 5)
+    assert large.calls == 2  # the stopped generation and the one that ran to the end
+    scraped = (await stack.client.get("/metrics")).text
+    assert _sample(scraped, "pinned", "small", "scored") == 1.0
