@@ -21,12 +21,14 @@ console = Console(stderr=True)
 
 
 def _scale_text(scale: dict[str, Any] | None) -> str:
-    if not scale:
+    if not scale or scale.get("reset"):
         return ""
     if "replicas" in scale:
         return f"{scale['replicas']} replicas"
     if "num_replicas" in scale:
         return f"{scale['num_replicas']} replicas"
+    if "min_replicas" not in scale:
+        return ""
     target = f", target {scale['target_ongoing_requests']} in flight" if "target_ongoing_requests" in scale else ""
     return f"autoscaling {scale['min_replicas']}..{scale['max_replicas']}{target}"
 

@@ -4,6 +4,7 @@ deploying the application again with the tier's new scale and waits until the ti
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -26,8 +27,12 @@ def driver_redis_url(stack: StackConfig) -> str:
         return stack.cache.redis.url
     from ray import serve
 
-    handle = serve.get_deployment_handle("RedisServer", app_name=APP_NAME)
-    return str(handle.url.remote().result(timeout_s=60))
+    async def ask() -> str:
+        # Inside an event loop: this Ray Serve runs handle routers on the caller's loop, which a plain call lacks.
+        handle = serve.get_deployment_handle("RedisServer", app_name=APP_NAME)
+        return str(await asyncio.wait_for(handle.url.remote(), timeout=60))
+
+    return asyncio.run(ask())
 
 
 def scaled(stack: StackConfig, overrides: dict[str, ScaleRequest]) -> dict[str, DeploymentConfig]:
