@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cache.redis_connect import parse_sentinel_url
 from cache.verify import VerifierConfig
 
 
@@ -14,7 +15,9 @@ class RedisConfig(BaseModel):
 
     url: str | None = Field(
         default=None,
-        description="redis:// URL of an operator-run Redis. Unset: the stack starts its own on loopback.",
+        description="An operator-run Redis: redis://host:port/db, or redis+sentinel://host:port[,host:port...]"
+        "/service[/db] for the primary Sentinel names (it follows failovers). A password: in the URL, or "
+        "TIERSERVE_REDIS_PASSWORD. Unset: the stack starts its own on loopback.",
     )
     socket_timeout_s: float = Field(
         default=0.25, gt=0, description="Per-command timeout; a slower Redis is treated as down."
@@ -26,6 +29,15 @@ class RedisConfig(BaseModel):
         description="After a Redis failure, bypass the cache this long before trying Redis again.",
     )
     key_prefix: str = Field(default="tierserve", min_length=1, description="Prefix of every key we write.")
+
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            if not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+                raise ValueError("give redis://, rediss://, unix:// or redis+sentinel:// (see docs/operations.md)")
+            parse_sentinel_url(url)  # a malformed sentinel address is an error here, not at the first request
+        return url
 
 
 class CacheConfig(BaseModel):

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from cache.config import RedisConfig
 from cache.embedder import Vector
 from cache.errors import CacheUnavailable
+from cache.redis_connect import connect_async
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class CacheStore:
 
     def __init__(self, config: RedisConfig, url: str) -> None:
         self._p = config.key_prefix
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
+        self._client: aioredis.Redis = connect_async(
             url,
             socket_timeout=config.socket_timeout_s,
             socket_connect_timeout=config.connect_timeout_s,
@@ -109,7 +110,7 @@ class CacheStore:
             retry_on_timeout=False,
         )
         # Blocking stream reads need a longer socket timeout than ordinary commands.
-        self._follower: aioredis.Redis = aioredis.Redis.from_url(
+        self._follower: aioredis.Redis = connect_async(
             url, socket_timeout=None, socket_connect_timeout=config.connect_timeout_s
         )
         self._events = f"{self._p}:events"

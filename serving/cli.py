@@ -241,7 +241,7 @@ class _ReloadRequest:
 
 
 def _reload(
-    current: StackConfig, path: Path, url: str, ready_timeout: float, driver: ScaleDriver | None
+    current: StackConfig, path: Path, url: str, ready_timeout: float, driver: ScaleDriver | None = None
 ) -> StackConfig:
     """Deploy the config file again: Ray Serve rolls only the deployments whose options or arguments changed,
     starting new replicas before it drains the old ones, so requests in flight finish and new ones keep being

@@ -129,6 +129,8 @@ class RedisServer:
         # (PR_SET_PDEATHSIG), and that thread lives as long as the replica.
         path = Path(data_dir) if data_dir else None
         self._redis = LocalRedis(data_dir=path, persist=path is not None).start()
+        if path is not None:  # where the serve process finds it (live scaling): the stack's own, on this machine
+            (path / "url").write_text(self._redis.url + "\n")
 
     def url(self) -> str:
         return self._redis.url

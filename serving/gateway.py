@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from cache import SemanticCache
+from cache.redis_connect import connect_async
 from drift import DriftDetector
 from guards import Guards
 from router import Router
@@ -300,10 +301,7 @@ def build_gateway(
         # A bounded pool: a burst of requests queues for a connection instead of opening a socket each (new
         # connections on a busy replica were slower than the timeout and failed requests open).
         timeout = config.tenancy.redis_timeout_s
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=32, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        redis = aioredis.Redis(connection_pool=pool)
+        redis = connect_async(redis_url, blocking_pool=32, socket_timeout=timeout, socket_connect_timeout=timeout)
         meter = Meter(redis, tenancy_prefix(config), config.tenancy, config.gateway.request_timeout_s + 60, metrics)
         prompts = PromptStore(redis, config.cache.redis.key_prefix)
         stages += [PromptTemplate(prompts, canary), Limits(meter, prices)]

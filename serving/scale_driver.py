@@ -4,15 +4,13 @@ deploying the application again with the tier's new scale and waits until the ti
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
 import time
 from typing import Any
 
-import redis
-
+from cache.redis_connect import connect_sync
 from serving.config import DeploymentConfig, StackConfig
 from serving.scaling import ScaleBoard, ScaleRequest, apply_override
 
@@ -22,17 +20,17 @@ APP_NAME = "tierserve"
 
 
 def driver_redis_url(stack: StackConfig) -> str:
-    """The configured Redis, or the address of the one the application started (its RedisServer deployment)."""
+    """The configured Redis, or the one the application started on this machine (its RedisServer deployment
+    writes its address beside its data)."""
     if stack.cache.redis.url is not None:
         return stack.cache.redis.url
-    from ray import serve
-
-    async def ask() -> str:
-        # Inside an event loop: this Ray Serve runs handle routers on the caller's loop, which a plain call lacks.
-        handle = serve.get_deployment_handle("RedisServer", app_name=APP_NAME)
-        return str(await asyncio.wait_for(handle.url.remote(), timeout=60))
-
-    return asyncio.run(ask())
+    path = stack.data_dir / "redis" / "url"
+    deadline = time.monotonic() + 30
+    while not path.exists():  # written when the Redis deployment starts, before the stack is healthy
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"{path} (the stack's own Redis runs on another node: set cache.redis.url)")
+        time.sleep(0.5)
+    return path.read_text().strip()
 
 
 def scaled(stack: StackConfig, overrides: dict[str, ScaleRequest]) -> dict[str, DeploymentConfig]:
@@ -76,7 +74,7 @@ class ScaleDriver:
     @classmethod
     def connect(cls, stack: StackConfig, ready_timeout_s: float) -> ScaleDriver | None:
         try:
-            client = redis.Redis.from_url(driver_redis_url(stack), socket_timeout=5, socket_connect_timeout=5)
+            client = connect_sync(driver_redis_url(stack), socket_timeout=5, socket_connect_timeout=5)
             client.ping()
         except Exception as error:  # the stack serves without live scaling rather than not at all
             logger.warning("live scaling is off: cannot reach the stack's Redis (%s)", error)

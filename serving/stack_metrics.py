@@ -144,9 +144,9 @@ class MetricsPublisher:
                 await self._task
 
     async def _run(self) -> None:
-        import redis.asyncio as aioredis
+        from cache.redis_connect import connect_async
 
-        client = aioredis.Redis.from_url(self._url, socket_timeout=2, socket_connect_timeout=2)
+        client = connect_async(self._url, socket_timeout=2, socket_connect_timeout=2)
         try:
             while True:
                 try:

@@ -332,23 +332,22 @@ def test_there_are_enough_cases() -> None:
 
 
 def _seeded_sample_agrees(body: dict[str, Any], theirs: dict[str, Any], ours: dict[str, Any]) -> bool:
-    """A seeded sample at temperature > 0 may flip one near-tie token between two engines whose CPU kernels sum in
-    another order (vLLM's own server uses every core, a tier replica one thread): the same shape and counts, and
-    each text sharing most of its prefix, still show the seed went through (unseeded samples part at once)."""
+    """A seeded sample at temperature > 0 may flip a near-tie token between two engines whose CPU kernels sum in
+    another order (vLLM's own server and a tier replica in Ray, each its own process and thread team), as early as
+    the second token (it happened in CI on `n2`), and the texts then part. What must agree is the answer's shape:
+    the same fields, the same number of choices with the same tool calls, a valid finish reason each, and the same
+    prompt token count. (That the seed reaches the engine is tested by `seeded` reproducing itself.)"""
     if not body.get("seed") or not body.get("temperature") or theirs.keys() != ours.keys():
         return False
-    if {k: v for k, v in theirs.items() if k != "choices"} != {k: v for k, v in ours.items() if k != "choices"}:
+    if theirs.get("status") != ours.get("status") or theirs.get("prompt_tokens") != ours.get("prompt_tokens"):
         return False
-    pairs = list(zip(theirs.get("choices") or [], ours.get("choices") or [], strict=False))
-    if len(pairs) != len(theirs.get("choices") or []) or len(pairs) != len(ours.get("choices") or []):
+    mine, reference = ours.get("choices") or [], theirs.get("choices") or []
+    if len(mine) != len(reference):
         return False
-    for a, b in pairs:
-        if a["finish_reason"] != b["finish_reason"] or a["tool_calls"] != b["tool_calls"]:
-            return False
-        shared = len(os.path.commonprefix([a["text"], b["text"]]))
-        if shared < 0.6 * min(len(a["text"]), len(b["text"])):
-            return False
-    return True
+    return all(
+        a["tool_calls"] == b["tool_calls"] and b["finish_reason"] in ("stop", "length")
+        for a, b in zip(reference, mine, strict=True)
+    )
 
 
 def test_tierserve_answers_as_vllm_does(stack: Stack, vllm_server: VLLMServer, tmp_path: Path) -> None:
@@ -369,3 +368,14 @@ def test_tierserve_answers_as_vllm_does(stack: Stack, vllm_server: VLLMServer, t
     assert not unexplained, json.dumps(unexplained, indent=1)[:6000]
     stale = sorted(set(DELIBERATE) - set(differences))
     assert not stale, f"listed as deliberate but no longer different: {stale}"
+
+
+def test_a_seed_reaches_the_engine_the_same_seed_draws_the_same_sample(stack: Stack) -> None:
+    """What the conformance comparison leaves to this test: a seeded sample at temperature > 0 is reproduced by
+    tierserve itself (the cache does not answer sampled requests, so each is drawn by the engine)."""
+    body = chat(f"Name an animal. ({NONCE})", n=2, temperature=0.8, seed=7, max_tokens=12)
+    headers = {"Authorization": f"Bearer {ALPHA_KEY}", "x-tierserve-pin-tier": "small"}
+    draws = [httpx.post(f"{stack.url}/v1/chat/completions", json=body, headers=headers, timeout=300) for _ in range(2)]
+    assert all(d.status_code == 200 and d.headers.get("x-tierserve-cache") != "hit" for d in draws)
+    texts = [[choice["message"]["content"] for choice in d.json()["choices"]] for d in draws]
+    assert texts[0] == texts[1] and len(texts[0]) == 2, texts

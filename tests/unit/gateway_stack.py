@@ -89,6 +89,7 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
         classifier: Classifier | None = None,
         drift: dict[str, Any] | None = None,
         shadow: dict[str, Any] | None = None,
+        redis_options: dict[str, Any] | None = None,
     ) -> Stack:
         extra = tier_options or {}
         config = parse_config(
@@ -105,7 +106,14 @@ async def stack_factory(redis_url: str, key_prefix: str) -> AsyncIterator[StackF
                     {"name": "large", "model": "gemma-3-270m", "prepared": "gemma3-270m", **extra.get("large", {})},
                 ],
                 "router": {"thresholds": [0.5]},
-                "cache": {"redis": {"key_prefix": key_prefix, "retry_after_s": 30, "socket_timeout_s": 2.0}},
+                "cache": {
+                    "redis": {
+                        "key_prefix": key_prefix,
+                        "retry_after_s": 30,
+                        "socket_timeout_s": 2.0,
+                        **(redis_options or {}),
+                    }
+                },
                 "gateway": {
                     "api_keys": {"sk-alpha": "alpha", "sk-beta": "beta"},
                     "max_body_bytes": 4096,

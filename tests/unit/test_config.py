@@ -53,9 +53,10 @@ def test_default_config_is_the_embedded_cpu_stack() -> None:
     assert config.model_path(config.tier("small")) == str(REPO / ".tierserve" / "models" / "smollm2-135m-instruct")
 
 
-def test_test_config_has_two_tenants_and_two_small_replicas() -> None:
+def test_test_config_has_three_tenants_one_shadowed_and_two_small_replicas() -> None:
     config = load_config(CONFIGS / "test.yaml")
-    assert sorted(set(config.gateway.api_keys.values())) == ["alpha", "beta"]
+    assert sorted(set(config.gateway.api_keys.values())) == ["alpha", "beta", "gamma"]
+    assert config.shadow.tenants == {"gamma": 1.0} and config.shadow.share == config.shadow.cache_share == 0
     assert config.tier("small").deployment.num_replicas == 2
 
 
