@@ -7,6 +7,7 @@ from cache.batching import EmbeddingBatcher
 from cache.config import CacheConfig
 from cache.embedder import SentenceTransformerEmbedder, TokenCountingEmbedder
 from cache.keys import namespace_key
+from cache.redis_connect import connect_async, connect_sync
 from cache.semantic import Outcome, SemanticCache
 from cache.store import CachedAnswer, CacheStore
 from cache.verify import LookalikeVerifier
@@ -21,5 +22,7 @@ __all__ = [
     "SemanticCache",
     "SentenceTransformerEmbedder",
     "TokenCountingEmbedder",
+    "connect_async",
+    "connect_sync",
     "namespace_key",
 ]

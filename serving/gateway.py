@@ -20,8 +20,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from opentelemetry.trace import NoOpTracer, Tracer
 
-from cache import SemanticCache
-from cache.redis_connect import connect_async
+from cache import SemanticCache, connect_async
 from drift import DriftDetector
 from guards import Guards
 from router import Router

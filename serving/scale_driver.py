@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from cache.redis_connect import connect_sync
+from cache import connect_sync
 from serving.config import DeploymentConfig, StackConfig
 from serving.scaling import ScaleBoard, ScaleRequest, apply_override
 

@@ -144,7 +144,7 @@ class MetricsPublisher:
                 await self._task
 
     async def _run(self) -> None:
-        from cache.redis_connect import connect_async
+        from cache import connect_async
 
         client = connect_async(self._url, socket_timeout=2, socket_connect_timeout=2)
         try:
