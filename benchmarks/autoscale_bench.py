@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +21,8 @@ from typing import Any
 import httpx
 import yaml
 
-from serving.redis_server import free_port
+from benchmarks.stack import ROOT, served
 
-ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "autoscale-bench-admin-key"
 
 
@@ -46,27 +42,6 @@ def _config(folder: Path, args: argparse.Namespace) -> Path:
     path = folder / "autoscale.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TIERSERVE_ADMIN_KEY": ADMIN_KEY}
-    cli = [sys.executable, "-m", "commands.main", "serve", "--config", str(config), "--port", str(port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"tierserve exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    process.kill()
-    raise RuntimeError("tierserve did not get ready in 15 minutes")
 
 
 class Step:
@@ -180,15 +155,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="autoscale-bench-") as tmp:
         folder = Path(tmp)
-        process, url = _start(_config(folder, args), folder / "tierserve.log")
-        try:
+        with served(_config(folder, args), folder / "tierserve.log", {"TIERSERVE_ADMIN_KEY": ADMIN_KEY}) as url:
             result = asyncio.run(_run(url, args))
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
     result["command"] = "python -m benchmarks.autoscale_bench " + " ".join(sys.argv[1:])
     text = json.dumps(result, indent=1)
     print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=1))

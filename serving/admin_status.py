@@ -13,12 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.gateway import GatewayService
 from serving.stack_metrics import Exposition, read_expositions
-from serving.status import merge_windows, read_presences, tier_engine_stats
+from serving.status import merge_windows, read_presences, serve_deployments, tier_engine_stats
 from serving.tenancy.meter import Scope
 from serving.tenancy.windows import to_usd
 
 logger = logging.getLogger(__name__)
-APP_NAME = "tierserve"
 
 
 def _ray_nodes() -> list[dict[str, Any]]:
@@ -42,25 +41,6 @@ def _ray_nodes() -> list[dict[str, Any]]:
             }
         )
     return nodes
-
-
-def _serve_deployments() -> dict[str, dict[str, Any]]:
-    import ray
-    from ray import serve
-
-    if not ray.is_initialized():
-        return {}
-    application = serve.status().applications.get(APP_NAME)
-    if application is None:
-        return {}
-    return {
-        name: {
-            "status": str(getattr(overview.status, "value", overview.status)),
-            "replica_states": {str(getattr(s, "value", s)): n for s, n in overview.replica_states.items()},
-            "message": overview.message,
-        }
-        for name, overview in application.deployments.items()
-    }
 
 
 async def _blocking(call: Any, default: Any) -> Any:
@@ -142,7 +122,7 @@ async def fleet_status(service: GatewayService) -> dict[str, Any]:
         except Exception as error:
             logger.warning("status: cannot read presences from Redis: %r", error)
     nodes = await _blocking(_ray_nodes, [])
-    deployments = await _blocking(_serve_deployments, {})
+    deployments = await _blocking(serve_deployments, {})
     engines = {(e.tier, e.replica): tier_engine_stats(e.text) for e in expositions if e.role == "tier"}
     gateways = [p for p in presences if p.get("role") == "gateway"]
     recent = merge_windows([p.get("window", {}) for p in gateways])

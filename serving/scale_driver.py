@@ -13,10 +13,9 @@ from typing import Any
 from cache import connect_sync
 from serving.config import DeploymentConfig, StackConfig
 from serving.scaling import ScaleBoard, ScaleRequest, apply_override
+from serving.status import APP_NAME, serve_deployments
 
 logger = logging.getLogger(__name__)
-
-APP_NAME = "tierserve"
 
 
 def driver_redis_url(stack: StackConfig) -> str:
@@ -43,17 +42,12 @@ def scaled(stack: StackConfig, overrides: dict[str, ScaleRequest]) -> dict[str, 
     }
 
 
-def _running_at(stack: StackConfig, tier: str, deployment: DeploymentConfig) -> tuple[bool, str]:
-    from ray import serve
-
-    status = serve.status().applications.get(APP_NAME)
-    if status is None:
-        return False, "the application is gone"
-    overview = status.deployments.get(f"tier-{tier}")
+def _running_at(tier: str, deployment: DeploymentConfig) -> tuple[bool, str]:
+    overview = serve_deployments().get(f"tier-{tier}")
     if overview is None:
         return False, f"no deployment tier-{tier}"
-    states = {str(getattr(state, "value", state)): count for state, count in overview.replica_states.items()}
-    health = str(getattr(overview.status, "value", overview.status))
+    states: dict[str, int] = overview["replica_states"]
+    health = overview["status"]
     running = states.get("RUNNING", 0)
     if deployment.autoscaling is not None:
         low, high = deployment.autoscaling.min_replicas, deployment.autoscaling.max_replicas
@@ -130,7 +124,7 @@ class ScaleDriver:
         try:
             serve.run(build_app(stack, live), name=APP_NAME, route_prefix="/", blocking=False)
             deadline = time.monotonic() + self._timeout_s
-            while not (at := _running_at(stack, request.tier, target))[0]:
+            while not (at := _running_at(request.tier, target))[0]:
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"tier '{request.tier}' not at its new scale after {self._timeout_s:.0f}s: {at[1]}"

@@ -18,13 +18,42 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["RecentAnswers", "node_identity", "presence_key", "read_presences", "tier_engine_stats"]
+__all__ = [
+    "APP_NAME",
+    "RecentAnswers",
+    "node_identity",
+    "presence_key",
+    "read_presences",
+    "serve_deployments",
+    "tier_engine_stats",
+]
 
 WINDOW_S = 60.0
+APP_NAME = "tierserve"  # the Serve application `tierserve serve` deploys
 
 
 def presence_key(prefix: str, role: str, replica: str, tier: str | None = None) -> str:
     return f"{prefix}:presence:{role}:{tier or '-'}:{replica}"
+
+
+def serve_deployments() -> dict[str, dict[str, Any]]:
+    """Serve's view of the application's deployments: status and replicas per state, as plain text."""
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        return {}
+    application = serve.status().applications.get(APP_NAME)
+    if application is None:
+        return {}
+    return {
+        name: {
+            "status": str(getattr(overview.status, "value", overview.status)),
+            "replica_states": {str(getattr(s, "value", s)): n for s, n in overview.replica_states.items()},
+            "message": overview.message,
+        }
+        for name, overview in application.deployments.items()
+    }
 
 
 def node_identity() -> dict[str, Any]:
