@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
 
 from serving.config import DeploymentConfig, LoggingConfig, StackConfig, load_config
 from serving.deployments import Gateway, ModelServer, RedisServer
 from serving.engine import CPU_ENGINE_ENV
+
+# Ray Serve LLM's prompt-prefix router, by import path (Serve imports and pickles it when the options are built).
+PREFIX_AWARE_ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
 
 
 def deployment_options(
@@ -28,6 +32,8 @@ def deployment_options(
     actor: dict[str, Any] = {"num_cpus": deployment.num_cpus, "num_gpus": deployment.num_gpus}
     if deployment.memory_gb is not None:
         actor["memory"] = int(deployment.memory_gb * 2**30)
+    if deployment.resources:
+        actor["resources"] = dict(deployment.resources)
     env_vars = {**(env or {}), **deployment.env}
     if env_vars:
         actor["runtime_env"] = {"env_vars": env_vars}
@@ -42,6 +48,14 @@ def deployment_options(
     if logging is not None:
         # Ray Serve's own log config: in JSON mode every line carries the request id and the replica.
         options["logging_config"] = {"encoding": logging.encoding, "log_level": logging.level}
+    if deployment.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = deployment.max_replicas_per_node
+    if deployment.request_router == "prefix_aware":
+        router: dict[str, Any] = {
+            "request_router_class": PREFIX_AWARE_ROUTER,
+            "request_router_kwargs": {"imbalanced_threshold": deployment.prefix_imbalance},
+        }
+        options["request_router_config"] = RequestRouterConfig(**router)  # its __init__ is typed **dict
     if deployment.autoscaling is not None:
         a = deployment.autoscaling
         options["autoscaling_config"] = {

@@ -165,6 +165,13 @@ def serve(
     config: ConfigOption = DEFAULT_CONFIG,
     host: Annotated[str | None, typer.Option(help="Override gateway.host.")] = None,
     port: Annotated[int | None, typer.Option(help="Override gateway.port.")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on an existing Ray cluster (overrides ray.address): `auto` for the one `ray start` began on "
+            "this node, host:6379 for its GCS, or ray://head:10001 (Ray Client)."
+        ),
+    ] = None,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 600.0,
 ) -> None:
     """Run the whole stack (Redis, Ray, Serve: gateway + one deployment per tier) until Ctrl-C."""
@@ -173,6 +180,8 @@ def serve(
     if host or port:
         gateway = stack.gateway.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
         stack = stack.model_copy(update={"gateway": gateway})
+    if address:
+        stack = stack.model_copy(update={"ray": stack.ray.model_copy(update={"address": address})})
     try:
         admin_key(stack.gateway)  # read here too: a bad key is a clear error now, not a failed gateway minutes later
     except ConfigError as error:
@@ -187,7 +196,9 @@ def serve(
     with ingress_environment(stack.gateway):
         if stack.ray.address is not None and stack.gateway.ingress == "haproxy":
             console.print("[yellow]joined a running Ray cluster: it keeps the ingress settings it was started with[/]")
-        ray.init(address=stack.ray.address, num_cpus=stack.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+        # A cluster's CPUs are its nodes' (`ray start --num-cpus`): Ray refuses num_cpus when joining one.
+        cpus = stack.ray.num_cpus if stack.ray.address is None else None
+        ray.init(address=stack.ray.address, num_cpus=cpus, include_dashboard=False, log_to_driver=True)
         _serve_until_stopped(stack, config, ready_timeout, started)
 
 

@@ -72,6 +72,41 @@ class DeploymentConfig(_Strict):
     env: dict[str, str] = Field(
         default_factory=dict, description="Environment variables for the replica process (runtime_env)."
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources per replica, e.g. {tier_large: 1}: the replica is placed only on nodes "
+        "started with that resource (`ray start --resources '{\"tier_large\": 4}'`), which is how a tier is pinned to "
+        "the nodes meant for it on a cluster.",
+    )
+    max_replicas_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many replicas on one Ray node (Ray Serve's option). With 1 and a custom resource "
+        "that only ingress nodes carry, the gateway runs one replica per ingress node (docs/operations.md).",
+    )
+    request_router: Literal["power_of_two", "prefix_aware"] = Field(
+        default="power_of_two",
+        description="How a caller picks one of several replicas: Ray Serve's default power-of-two choice on queue "
+        "length, or `prefix_aware` (Ray Serve LLM's PrefixCacheAffinityRouter): a request goes to the replica that "
+        "served the longest common prefix of its prompt while loads stay within `prefix_imbalance` of each other, "
+        "so multi-turn conversations reuse the KV cache vLLM already holds.",
+    )
+    prefix_imbalance: int = Field(
+        default=4,
+        ge=1,
+        description="prefix_aware only: a queue-length difference at which routing falls back to power-of-two.",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _custom_resources(cls, resources: dict[str, float]) -> dict[str, float]:
+        reserved = sorted({"CPU", "GPU", "memory", "object_store_memory"} & set(resources))
+        if reserved:
+            raise ValueError(f"{reserved} are set by num_cpus/num_gpus/memory_gb, not as custom resources")
+        negative = {name: value for name, value in resources.items() if value < 0}
+        if negative:
+            raise ValueError(f"a custom resource amount is >= 0, got {negative}")
+        return resources
 
 
 class EngineConfig(_Strict):
@@ -333,7 +368,11 @@ class ShadowConfig(_Strict):
 
 
 class RayConfig(_Strict):
-    address: str | None = Field(default=None, description="Existing cluster to join; unset starts one.")
+    address: str | None = Field(
+        default=None,
+        description="Existing cluster to join: `auto` (a cluster started on this node with `ray start`), a GCS "
+        "address host:6379, or a Ray Client URL ray://head:10001; unset starts a one-node Ray in the serve process.",
+    )
     num_cpus: int | None = Field(
         default=None, ge=1, description="Logical CPUs of a locally started Ray (enough for every replica)."
     )

@@ -8,6 +8,7 @@ status across the hop, and only a dead or unreachable engine is `unavailable` (5
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +27,36 @@ class TierRequest:
     request_id: str
     cache_salt: str | None = None  # prefix-cache isolation: prompts share KV blocks only with the same salt
     trace_headers: Mapping[str, str] = field(default_factory=dict)  # W3C context of the gateway's span
+
+    @property
+    def prompt(self) -> str:
+        """The text the prompt-prefix replica router (`request_router: prefix_aware`) matches on: the chat turns in
+        order, or the completion prompt. Ray Serve LLM's router reads a `prompt` attribute of the call's argument
+        and divides by its length, so this is never empty (a body it cannot read is one placeholder character)."""
+        try:
+            parsed = json.loads(self.body)
+        except ValueError:
+            return "\0"
+        if not isinstance(parsed, dict):
+            return "\0"
+        if self.endpoint == "completion":
+            prompt = parsed.get("prompt")
+            text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        else:
+            messages = parsed.get("messages")
+            turns = messages if isinstance(messages, list) else []
+            text = "".join(_turn_text(turn) for turn in turns)
+        return text or "\0"
+
+
+def _turn_text(turn: object) -> str:
+    if not isinstance(turn, dict):
+        return ""
+    content = turn.get("content")
+    if not isinstance(content, str):  # content parts: their text, in order
+        parts = content if isinstance(content, list) else []
+        content = "".join(p.get("text", "") for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return f"{turn.get('role', '')}: {content}\n"
 
 
 @dataclass(frozen=True)

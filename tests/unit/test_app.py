@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+from pydantic import ValidationError
+
 from serving.app import build_app, deployment_options
 from serving.config import AutoscalingConfig, DeploymentConfig, load_config
+from serving.contract import TierRequest
 from serving.engine import CPU_ENGINE_ENV
 
 
@@ -51,3 +57,37 @@ def test_rolling_updates_start_replacements_first_and_let_gateways_drain() -> No
     )
     gpu = build_app(load_config("configs/gpu.yaml"))._bound_deployment
     assert gpu.init_args[1]["large"]._bound_deployment._deployment_config.max_surge_percent == 0
+
+
+def test_custom_resources_and_one_replica_per_node_reach_ray() -> None:
+    deployment = DeploymentConfig(resources={"tier_large": 1}, max_replicas_per_node=1)
+    options = deployment_options(deployment)
+    assert options["ray_actor_options"]["resources"] == {"tier_large": 1.0}
+    assert options["max_replicas_per_node"] == 1
+    assert "resources" not in deployment_options(DeploymentConfig())["ray_actor_options"]
+
+
+def test_cpu_and_gpu_are_not_custom_resources() -> None:
+    with pytest.raises(ValidationError, match="num_cpus/num_gpus"):
+        DeploymentConfig(resources={"GPU": 1})
+    with pytest.raises(ValidationError, match=">= 0"):
+        DeploymentConfig(resources={"tier_large": -1})
+
+
+def test_prefix_aware_routing_uses_ray_serve_llms_router() -> None:
+    options = deployment_options(DeploymentConfig(request_router="prefix_aware", prefix_imbalance=3))
+    router = options["request_router_config"]
+    assert router.request_router_class == "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
+    assert router.request_router_kwargs == {"imbalanced_threshold": 3}
+    assert router.get_request_router_class().__name__ == "PrefixCacheAffinityRouter"
+    assert "request_router_config" not in deployment_options(DeploymentConfig())
+
+
+def test_the_router_reads_the_conversation_from_a_tier_request() -> None:
+    chat = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"text": "yo"}]}]}
+    assert TierRequest("chat", json.dumps(chat).encode(), "r1").prompt == "user: hi\nassistant: yo\n"
+    assert TierRequest("completion", b'{"prompt": "Once"}', "r2").prompt == "Once"
+    assert TierRequest("completion", b'{"prompt": [1, 2]}', "r3").prompt == "[1, 2]"
+    # Never empty: the router divides by the length.
+    assert TierRequest("chat", b"[]", "r4").prompt == "\0"
+    assert TierRequest("chat", b'{"messages": []}', "r5").prompt == "\0"
