@@ -303,7 +303,10 @@ def _serve_until_stopped(stack: StackConfig, config_path: Path, ready_timeout: f
     pid_file = stack.data_dir / "tierserve.pid"
     driver: ScaleDriver | None = None
     try:
-        ray_serve.start(http_options={"host": stack.gateway.host, "port": stack.gateway.port})
+        ray_serve.start(
+            proxy_location=stack.gateway.proxy_location,
+            http_options={"host": stack.gateway.host, "port": stack.gateway.port},
+        )
         ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
         _wait_healthy(url, ready_timeout)
         reload = _ReloadRequest(pid_file)

@@ -223,6 +223,12 @@ class GatewayConfig(_Strict):
         "replicas (~22 ms less per request here); 'proxy' = Ray Serve's Python proxy actor. With 'haproxy' the "
         "replicas' own HTTP ports (30000-31000) listen on all interfaces, as Ray requires.",
     )
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        default="EveryNode",
+        description="Where Ray Serve runs an ingress (Ray's option): on every node that holds a replica (each "
+        "node's own address answers; put a load balancer in front), or on the head node only. HeadOnly is for "
+        "nodes that share one address (several `ray start` nodes on one machine, as the cluster test runs).",
+    )
     haproxy_threads: int = Field(default=2, ge=1, le=64, description="HAProxy worker threads (ingress=haproxy).")
     throughput_optimized: bool = Field(
         default=True,

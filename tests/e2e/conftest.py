@@ -91,9 +91,11 @@ def collector() -> Iterator[Collector]:
 
 
 @contextmanager
-def running_stack(config: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """`tierserve serve --config CONFIG` on a free port, as a user starts it, until it answers /health; stopped
-    with Ctrl-C's signal afterwards. Yields the process; its `args` end with the port."""
+def running_stack(
+    config: Path, log: Path, env: dict[str, str] | None = None, options: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`tierserve serve --config CONFIG [OPTIONS]` on a free port, as a user starts it, until it answers /health;
+    stopped with Ctrl-C's signal afterwards. Yields the process; its `args` end with the port."""
     port = free_port()
     environment = {
         **os.environ,
@@ -102,7 +104,7 @@ def running_stack(config: Path, log: Path, env: dict[str, str] | None = None) ->
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    cli = [sys.executable, "-m", "commands.main", "serve", "--config", str(config), "--port", str(port)]
+    cli = [sys.executable, "-m", "commands.main", "serve", "--config", str(config), *options, "--port", str(port)]
     with log.open("wb") as sink:
         process = subprocess.Popen(cli, cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT)
     try:

@@ -8,15 +8,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import ALPHA_KEY, ROOT, STACK_ADMIN_KEY, Stack
+from tests.e2e.load import StreamingLoad
 
 pytestmark = pytest.mark.slow
 
@@ -39,47 +38,9 @@ def _replicas(stack: Stack) -> set[str]:
     return seen
 
 
-class Load:
-    """Two users streaming uncached requests to the small tier until stopped; every outcome kept."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.outcomes: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._user, args=(stack,)) for _ in range(2)]
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=300)
-
-    def _user(self, stack: Stack) -> None:
-        headers = {"authorization": f"Bearer {ALPHA_KEY}"}
-        with httpx.Client(timeout=300, headers=headers) as client:
-            while not self._stop.is_set():
-                body = {
-                    "model": "small",
-                    "messages": [{"role": "user", "content": f"Write a line about rivers. {uuid.uuid4().hex[:8]}"}],
-                    "max_tokens": 16,
-                    "temperature": 1.0,
-                    "stream": True,
-                }
-                try:
-                    with client.stream("POST", f"{stack.url}/v1/chat/completions", json=body) as response:
-                        text = "".join(response.iter_lines())
-                        failed = response.status_code != 200 or '"error"' in text or "[DONE]" not in text
-                        self.outcomes.append({"status": response.status_code, "failed": failed, "text": text[-300:]})
-                except httpx.HTTPError as error:
-                    self.outcomes.append({"status": None, "failed": True, "text": repr(error)})
-
-
 def test_scaling_a_tier_up_down_and_to_bounds_under_load_fails_no_request(stack: Stack) -> None:
     before = _replicas(stack)
-    with Load(stack) as load:
+    with StreamingLoad(stack.url, ALPHA_KEY) as load:
         time.sleep(3)
         up = _scale(stack, "small", "3")
         assert up.returncode == 0, up.stderr[-3000:]
@@ -89,7 +50,7 @@ def test_scaling_a_tier_up_down_and_to_bounds_under_load_fails_no_request(stack:
         bounds = _scale(stack, "small", "--min", "1", "--max", "2", "--json")
         assert bounds.returncode == 0, bounds.stderr[-3000:]
         time.sleep(3)
-    failed = [o for o in load.outcomes if o["failed"]]
+    failed = [o for o in load.outcomes if o.failed]
     assert len(load.outcomes) > 10 and not failed, failed[:3]
     shown = _scale(stack, "--json")
     assert shown.returncode == 0 and '"min_replicas": 1' in shown.stdout, shown.stdout
