@@ -5,7 +5,8 @@ Each run reconciles sent = answered + failed (by kind), says which answers were 
 this machine (the processes are found by their Ray titles: `ServeReplica:<app>:<deployment>`).
 
 Scenarios: tier-replica (a tier's replica), engine-core (the vLLM EngineCore process under it), gateway (a gateway
-replica), redis (the stack's redis-server), controller (Ray Serve's controller).
+replica), redis (the stack's redis-server), redis-primary (the primary of a replicated Redis that Sentinels watch:
+the run shows the failover as clients see it), controller (Ray Serve's controller).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rich.table import Table
 from loadtest.records import RequestRecord
 from loadtest.runner import LoadPlan, LoadtestError, check_endpoint, parse_duration, run_locust, write_json
 
-SCENARIOS = ("tier-replica", "engine-core", "gateway", "redis", "controller")
+SCENARIOS = ("tier-replica", "engine-core", "gateway", "redis", "redis-primary", "controller")
 
 
 def _cmdline(proc: psutil.Process) -> str:
@@ -63,6 +64,8 @@ def find_target(scenario: str, tier: str, within: int | None = None) -> psutil.P
             if "EngineCore" in _cmdline(child) or "EngineCore" in child.name():
                 return child
         raise LoadtestError(f"no vLLM EngineCore process under tier '{tier}''s replica {replicas[0].pid}")
+    if scenario == "redis-primary":  # an operator's Redis: not a process of the stack's (`within` does not apply)
+        return redis_primary(list(psutil.process_iter()))
     if scenario == "gateway":
         found = [p for p in titled(":gateway") if "ServeReplica" in titles[p.pid]]
     elif scenario == "controller":
@@ -73,6 +76,32 @@ def find_target(scenario: str, tier: str, within: int | None = None) -> psutil.P
     if not found:
         raise LoadtestError(f"nothing to kill for scenario '{scenario}' on this machine")
     return found[0]
+
+
+def redis_primary(procs: list[psutil.Process]) -> psutil.Process:
+    """The redis-server on this machine that is a primary with at least one replica connected (asked over its own
+    listening port: `INFO replication`); Sentinels and lone servers (a stack's own Redis) are passed over."""
+    import redis
+
+    for proc in procs:
+        line = _cmdline(proc)
+        if not (line.startswith("redis-server") or proc.name() == "redis-server") or "sentinel" in line:
+            continue
+        try:
+            ports = {c.laddr.port for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            continue
+        for port in ports:
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+            try:
+                info = client.info("replication")
+            except redis.RedisError:  # a password, another interface: not one this run can judge
+                continue
+            finally:
+                client.close()
+            if info.get("role") == "master" and int(info.get("connected_slaves", 0)) > 0:
+                return proc
+    raise LoadtestError("no Redis primary with a connected replica on this machine (is Sentinel set up here?)")
 
 
 def _ancestors(proc: psutil.Process) -> list[psutil.Process]:
@@ -200,7 +229,7 @@ def add_chaos_command(app: typer.Typer) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         plan = LoadPlan(
             # Redis holds the cache: its run asks the repeated questions at temperature 0 that the cache serves.
-            scenario="cache" if scenario == "redis" else "chat",
+            scenario="cache" if scenario.startswith("redis") else "chat",
             url=url,
             users=users,
             spawn_rate=float(users),
