@@ -8,6 +8,8 @@ from commands.audit import build_audit_app
 from commands.drift import build_drift_app
 from commands.guards import build_guards_app
 from commands.keys import build_cost_app, build_keys_app
+from commands.kuberay import add_kuberay_command
+from commands.plan import add_plan_command
 from commands.prompts import build_prompts_app
 from commands.requests import build_requests_app
 from commands.router import build_router_app
@@ -32,6 +34,8 @@ app.add_typer(build_requests_app(), name="requests")  # tierserve requests show 
 app.add_typer(build_drift_app(), name="drift")  # tierserve drift report
 add_scale_command(app)  # tierserve scale TIER N | --min A --max B | --reset (a running stack, in place)
 add_status_command(app)  # tierserve status [--json] [--watch N]
+add_plan_command(app)  # tierserve plan --rps R [--mix FILE] [--slo-file F] [--json] (capacity planning)
+add_kuberay_command(app)  # tierserve kuberay --config configs/gpu.yaml [--out FILE] (a KubeRay RayService)
 
 
 def main() -> None:

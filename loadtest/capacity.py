@@ -1,5 +1,6 @@
 """`tierserve loadtest --find-capacity`: run the scenario at 1, 2, 4, ... users (one short Locust run per
-step) until an SLO breaks, and report the highest load that met every SLO, overall and per tier."""
+step) until an SLO breaks, optionally bisect between the last pass and that failure, and report the highest load
+that met every SLO, overall and per tier."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.table import Table
 from loadtest.runner import LoadPlan, Verdict, judge, run_locust
 from loadtest.slo import ScenarioSlo, SloResult
 
-__all__ = ["StepResult", "capacity_steps", "find_capacity", "summarize_capacity"]
+__all__ = ["StepResult", "capacity_steps", "find_capacity", "next_refinement", "summarize_capacity"]
 
 
 def capacity_steps(max_users: int) -> list[int]:
@@ -67,9 +68,24 @@ class StepResult:
         )
 
 
+def next_refinement(steps: list[StepResult]) -> int | None:
+    """The user count halfway between the highest pass below the first failure and that failure, or None when
+    they are adjacent (or nothing failed). Doubling alone leaves the limit anywhere in a factor of two, too
+    coarse for a capacity plan to be checked against; each bisection step halves that interval."""
+    ordered = sorted(steps, key=lambda s: s.users)
+    failed = next((s.users for s in ordered if not s.passed()), None)
+    if failed is None:
+        return None
+    passed = max((s.users for s in ordered if s.users < failed and s.passed()), default=0)
+    middle = (passed + failed) // 2
+    return middle if passed < middle < failed else None
+
+
 def summarize_capacity(steps: list[StepResult], target_rps: float | None = None) -> dict[str, Any]:
     """The highest passing step overall and per tier, with the goodput it sustained there. Only steps below
-    the first overall failure count: a pass above a failure is noise, not capacity."""
+    the first overall failure count: a pass above a failure is noise, not capacity. Steps are taken in order of
+    their users, so bisection steps run after the doubling ones fall into place."""
+    steps = sorted(steps, key=lambda s: s.users)
     counted: list[StepResult] = []
     for step in steps:
         counted.append(step)
@@ -79,12 +95,23 @@ def summarize_capacity(steps: list[StepResult], target_rps: float | None = None)
     def best(scope: str | None) -> dict[str, Any]:
         passing = [s for s in counted if s.passed(scope)]
         if not passing:
-            return {"max_users": 0, "goodput_rps": 0.0, "rps": 0.0}
+            return {"max_users": 0, "goodput_rps": 0.0, "rps": 0.0, "output_tokens_per_s": 0.0}
         top = passing[-1]
         group = top.verdict.stats.group(scope or "overall")
-        goodput = (group.metric("goodput_rps") if group else None) or 0.0
-        rps = (group.metric("rps") if group else None) or 0.0
-        return {"max_users": top.users, "goodput_rps": round(goodput, 4), "rps": round(rps, 4)}
+
+        def figure(name: str) -> float:
+            return round((group.metric(name) if group else None) or 0.0, 4)
+
+        # tokens/s and latencies at the limit go with the rate: a capacity profile (loadtest/plan.py) keeps them
+        return {
+            "max_users": top.users,
+            "goodput_rps": figure("goodput_rps"),
+            "rps": figure("rps"),
+            "output_tokens_per_s": figure("output_tokens_per_s"),
+            "ttft_p95_ms": figure("ttft_p95_ms"),
+            "e2e_p95_ms": figure("e2e_p95_ms"),
+            "e2e_mean_ms": figure("e2e_mean_ms"),
+        }
 
     tiers = sorted({t for s in counted for t in s.verdict.stats.tiers if t != "unknown"})
     overall = best(None)
@@ -103,6 +130,8 @@ def summarize_capacity(steps: list[StepResult], target_rps: float | None = None)
                 "goodput_rps": s.verdict.stats.overall.metric("goodput_rps"),
                 "e2e_p95_ms": s.verdict.stats.overall.metric("e2e_p95_ms"),
                 "ttft_p95_ms": s.verdict.stats.overall.metric("ttft_p95_ms"),
+                # the mix the router made at this load: what a capacity plan of the mix is checked with
+                "tier_requests": {name: g.requests for name, g in s.verdict.stats.tiers.items()},
             }
             for s in steps
         ],
@@ -123,9 +152,13 @@ def find_capacity(
     max_users: int,
     step_s: float,
     target_rps: float | None = None,
+    refine: int = 0,
 ) -> dict[str, Any]:
+    """Double the users until an SLO breaks, then run up to `refine` bisection steps between the last pass and
+    the first failure."""
     steps: list[StepResult] = []
-    for users in capacity_steps(max_users):
+
+    def run_step(users: int) -> StepResult:
         step_plan = replace(
             plan,
             users=users,
@@ -144,8 +177,16 @@ def find_capacity(
         if step.unmeasured:
             verdict += " (not measured: " + ", ".join(r.name for r in step.unmeasured) + ")"
         console.print(f"{users:>4} users: {len(records)} requests, {verdict}")
-        if not step.passed():
+        return step
+
+    for users in capacity_steps(max_users):
+        if not run_step(users).passed():
             break
+    for _ in range(refine):
+        middle = next_refinement(steps)
+        if middle is None:
+            break
+        run_step(middle)
     result = summarize_capacity(steps, target_rps)
     table = Table(title=f"Capacity — scenario {plan.scenario}", title_justify="left")
     for column in ("users", "rps", "goodput rps", "TTFT p95 ms", "e2e p95 ms", "result"):

@@ -7,6 +7,8 @@ Exit codes: 0 every SLO met, 1 an SLO missed, 2 bad input (scenario, --slo, SLO 
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -145,6 +147,26 @@ def add_loadtest_command(app: typer.Typer, stack_api_key: Callable[[Path], str])
         target_rps: Annotated[
             float | None, typer.Option("--target-rps", min=0.0, help="Capacity search: requests/s to plan for.")
         ] = None,
+        refine: Annotated[
+            int,
+            typer.Option(
+                "--refine",
+                min=0,
+                help="Capacity search: after the first failing step, up to this many steps bisecting the users "
+                "between it and the last pass (doubling alone leaves the limit within a factor of 2).",
+            ),
+        ] = 0,
+        profile_out: Annotated[
+            Path | None,
+            typer.Option(
+                "--profile-out",
+                help="Capacity search pinned to one tier (--model TIER): record the tier's capacity in this profile "
+                "file for `tierserve plan` (other tiers' entries are kept).",
+            ),
+        ] = None,
+        profile_replicas: Annotated[
+            int, typer.Option("--profile-replicas", min=1, help="With --profile-out: replicas the tier ran.")
+        ] = 1,
         watch_pid: Annotated[
             int | None,
             typer.Option(
@@ -171,6 +193,10 @@ def add_loadtest_command(app: typer.Typer, stack_api_key: Callable[[Path], str])
                 raise ValueError
         except ValueError:
             raise _fail(console, f"bad --think-time {think_time!r}: use MIN,MAX seconds, e.g. 0.5,2", 2) from None
+        if profile_out is not None and (not find_capacity or model == "auto"):
+            raise _fail(console, "--profile-out records one tier: use it with --find-capacity and --model TIER", 2)
+        if profile_out is not None and profile_out.exists():
+            _check_profile(console, profile_out, slo_file, scenario_name)  # before minutes of load, not after
         targets = _resolve_slo(console, slo_file, scenario_name, slo or [])
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = out_dir / f"{scenario_name}-{stamp}"
@@ -206,9 +232,18 @@ def add_loadtest_command(app: typer.Typer, stack_api_key: Callable[[Path], str])
                 if find_capacity:
                     from loadtest.capacity import find_capacity as search
 
-                    result = search(console, plan, targets, max_users, step_s, target_rps)
+                    result = search(console, plan, targets, max_users, step_s, target_rps, refine)
                     if json_out is not None:
                         write_json(json_out, result)
+                    if profile_out is not None and result["overall"]["max_users"]:
+                        source = (
+                            f"tierserve loadtest --find-capacity --scenario {scenario_name} --model {model} "
+                            f"--max-tokens {max_tokens} --think-time {think_time} --step-duration {step_duration} "
+                            f"--refine {refine} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+                        )
+                        _record_profile(
+                            console, profile_out, model, result, profile_replicas, source, slo_file, scenario_name
+                        )
                     raise typer.Exit(0 if result["overall"]["max_users"] else 1)
                 from loadtest.resources import ResourceWatch  # psutil: only when a stack is watched
 
@@ -238,6 +273,40 @@ def _start_stack(console: Console, config: Path, port: int | None, run_dir: Path
             url, pid = stack.enter_context(managed_stack(config, chosen, run_dir))
         console.print(f"stack ready at {url}")
         yield url, pid
+
+
+def _check_profile(console: Console, path: Path, slo_file: Path, scenario_name: str) -> None:
+    from loadtest.plan import PlanError, TierProfile, load_profile, with_tier
+
+    try:
+        probe = TierProfile(rps_per_replica=1.0)  # any entry: only the file's SLO file and scenario are checked
+        with_tier(load_profile(path), "-", probe, slo_file=str(slo_file), scenario=scenario_name)
+    except PlanError as error:
+        raise _fail(console, str(error), 2) from None
+
+
+def _record_profile(
+    console: Console,
+    path: Path,
+    tier: str,
+    result: dict[str, Any],
+    replicas: int,
+    source: str,
+    slo_file: Path,
+    scenario_name: str,
+) -> None:
+    """Set `tier`'s entry of the capacity profile at `path` from a search pinned to it (`tierserve plan` reads it)."""
+    from loadtest.plan import PlanError, load_profile, save_profile, tier_profile_from_capacity, with_tier
+
+    try:
+        entry = tier_profile_from_capacity(result, replicas, source)
+        old = load_profile(path) if path.exists() else None
+        hardware = f"{os.cpu_count()} logical CPUs ({platform.machine()})"
+        profile = with_tier(old, tier, entry, slo_file=str(slo_file), scenario=scenario_name, hardware=hardware)
+        save_profile(path, profile)
+    except PlanError as error:
+        raise _fail(console, str(error), 2) from None
+    console.print(f"capacity profile: {path} (tier {tier}: {entry.rps_per_replica:.3f} requests/s per replica)")
 
 
 def print_resources(console: Console, resources: dict[str, Any]) -> None:

@@ -82,41 +82,59 @@ def achieved_shares(
 
 
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")
-_THRESHOLDS = re.compile(r"^(?P<indent>\s+)thresholds\s*:[^#\n]*(?P<comment>#.*)?$")
 
 
-def replace_thresholds(yaml_text: str, thresholds: Sequence[float]) -> str:
-    """The config text with `router.thresholds` set; every other line (and comment) is kept as it was."""
+def _set_router_key(lines: list[str], start: int, end: int, key: str, value: str, after: str | None) -> int:
+    """Set `key: value` among the router section's lines [start + 1, end), keeping the line's comment; a missing
+    key goes after the `after` key's line (else first). Returns the change in the number of lines."""
+    pattern = re.compile(rf"^(?P<indent>\s+){key}\s*:[^#\n]*(?P<comment>#.*)?$")
+    for i in range(start + 1, end):
+        match = pattern.match(lines[i])
+        if match is not None:
+            indent = match.group("indent")
+            comment = f"   {match.group('comment')}" if match.group("comment") else ""
+            # A block value (a "- 0.5" list, or "small: 0.7" lines indented deeper) is replaced as a whole.
+            j = i + 1
+            while j < end and lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) > len(indent):
+                j += 1
+            while j < end and re.match(rf"^{indent}-", lines[j]):
+                j += 1
+            lines[i:j] = [f"{indent}{key}: {value}{comment}"]
+            return 1 - (j - i)
+    first = next((line for line in lines[start + 1 : end] if line.strip()), "  x")
+    indent = first[: len(first) - len(first.lstrip())] or "  "
+    at = start + 1
+    if after is not None:
+        anchor = re.compile(rf"^{indent}{after}\s*:")
+        at = next((i + 1 for i in range(start + 1, end) if anchor.match(lines[i])), at)
+    lines.insert(at, f"{indent}{key}: {value}")
+    return 1
+
+
+def replace_thresholds(yaml_text: str, thresholds: Sequence[float], shares: Mapping[str, float] | None = None) -> str:
+    """The config text with `router.thresholds` (and, given `shares`, `router.calibrated_shares`) set; every other
+    line (and comment) is kept as it was."""
     value = "[" + ", ".join(f"{t:.6g}" for t in thresholds) + "]"
     lines = yaml_text.splitlines()
     start = next((i for i, line in enumerate(lines) if re.match(r"^router\s*:\s*(#.*)?$", line)), None)
     if start is None:
         suffix = "" if yaml_text.endswith("\n") or not yaml_text else "\n"
-        return f"{yaml_text}{suffix}router:\n  thresholds: {value}\n"
+        text = f"{yaml_text}{suffix}router:\n  thresholds: {value}\n"
+        return text if shares is None else replace_thresholds(text, thresholds, shares)
     end = next((i for i in range(start + 1, len(lines)) if _TOP_KEY.match(lines[i])), len(lines))
-    for i in range(start + 1, end):
-        match = _THRESHOLDS.match(lines[i])
-        if match is not None:
-            indent = match.group("indent")
-            comment = f"   {match.group('comment')}" if match.group("comment") else ""
-            # A block list ("thresholds:" then "- 0.5" lines) is replaced as a whole by the flow list.
-            j = i + 1
-            while j < end and re.match(rf"^{indent}\s*-", lines[j]):
-                j += 1
-            lines[i:j] = [f"{indent}thresholds: {value}{comment}"]
-            break
-    else:
-        first = next((line for line in lines[start + 1 : end] if line.strip()), "  x")
-        indent = first[: len(first) - len(first.lstrip())] or "  "
-        lines.insert(start + 1, f"{indent}thresholds: {value}")
+    end += _set_router_key(lines, start, end, "thresholds", value, None)
+    if shares is not None:
+        mapping = "{" + ", ".join(f"{tier}: {share:.4f}" for tier, share in shares.items()) + "}"
+        _set_router_key(lines, start, end, "calibrated_shares", mapping, "thresholds")
     return "\n".join(lines) + ("\n" if yaml_text.endswith("\n") else "")
 
 
-def write_thresholds(path: Path, thresholds: Sequence[float]) -> str:
-    """Rewrite the thresholds in the config file at `path`; returns the previous text (to restore on error)."""
+def write_thresholds(path: Path, thresholds: Sequence[float], shares: Mapping[str, float] | None = None) -> str:
+    """Rewrite the thresholds (and the shares they gave) in the config file at `path`; returns the previous text
+    (to restore on error)."""
     try:
         old = path.read_text(encoding="utf-8")
-        path.write_text(replace_thresholds(old, thresholds), encoding="utf-8")
+        path.write_text(replace_thresholds(old, thresholds, shares), encoding="utf-8")
     except OSError as error:
         raise RouterError(f"cannot update {path}: {error.strerror}") from None
     return old

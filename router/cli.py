@@ -292,7 +292,8 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
         if dry_run:
             return
         try:
-            previous = write_thresholds(config, thresholds)
+            # the shares obtained, not the ones asked for: `tierserve plan` sizes the fleet from them
+            previous = write_thresholds(config, thresholds, got)
         except RouterError as error:
             raise _fail(error, 1) from None
         try:
@@ -300,7 +301,7 @@ def add_router_commands(app: typer.Typer, embedder_factory: EmbedderFactory, sta
         except (typer.Exit, Exception):
             config.write_text(previous, encoding="utf-8")
             raise
-        console.print(f"wrote router.thresholds to {config}")
+        console.print(f"wrote router.thresholds and router.calibrated_shares to {config}")
 
     @app.command("bench")
     def bench_command(

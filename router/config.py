@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class FeatureWeights(BaseModel):
@@ -93,6 +93,12 @@ class RouterConfig(BaseModel):
     escalation: EscalationConfig = Field(
         default_factory=EscalationConfig, description="Retry once on the next tier when a routed tier fails."
     )
+    calibrated_shares: dict[str, float] | None = Field(
+        default=None,
+        description="Share of the calibration traffic each tier got under these thresholds (tier -> fraction, "
+        "cheapest first), written by `tierserve router calibrate` beside them; `tierserve plan` takes its default "
+        "traffic mix from it. A record of the calibration, not a control: routing reads only the thresholds.",
+    )
 
     @field_validator("thresholds")
     @classmethod
@@ -102,6 +108,23 @@ class RouterConfig(BaseModel):
         if any(b <= a for a, b in zip(value, value[1:], strict=False)):
             raise ValueError("thresholds must be strictly ascending")
         return value
+
+    @model_validator(mode="after")
+    def _shares_match_thresholds(self) -> RouterConfig:
+        shares = self.calibrated_shares
+        if shares is None:
+            return self
+        if len(shares) != len(self.thresholds) + 1:
+            raise ValueError(
+                f"calibrated_shares names {len(shares)} tier(s); {len(self.thresholds)} threshold(s) cut "
+                f"{len(self.thresholds) + 1}"
+            )
+        if any(not 0.0 <= v <= 1.0 for v in shares.values()):
+            raise ValueError("calibrated_shares: every share lies between 0 and 1")
+        # calibrate writes them rounded to 4 decimals: allow that much rounding, not a mistyped mix
+        if abs(sum(shares.values()) - 1.0) > 0.01:
+            raise ValueError(f"calibrated_shares add up to {sum(shares.values()):.4f}, not 1")
+        return self
 
     def tier_names_used(self) -> set[str]:
         """Tier names this config refers to (checked against the stack's tiers)."""

@@ -132,3 +132,32 @@ def test_expected_cost_against_the_largest_tier() -> None:
     assert estimate.saving == pytest.approx(1 - (0.7 * small + 0.3 * large) / large)
     free = expected_cost({"small": 1.0, "large": 0.0}, [TierPrice("small", 0, 0), TierPrice("large", 0, 0)], 10, 10)
     assert free.saving == 0.0
+
+
+def test_calibration_records_the_shares_beside_the_thresholds() -> None:
+    text = replace_thresholds(CONFIG, [0.4213], {"small": 0.7002, "large": 0.2998})
+    assert "  thresholds: [0.4213]   # calibrated later\n  calibrated_shares: {small: 0.7002, large: 0.2998}\n" in text
+    router = yaml.safe_load(text)["router"]
+    assert router["calibrated_shares"] == {"small": 0.7002, "large": 0.2998} and router["scorer"] == "trained"
+    # a second calibration replaces both, whatever form the shares were left in (flow or block mapping)
+    block = text.replace("calibrated_shares: {small: 0.7002, large: 0.2998}", "calibrated_shares:\n    small: 0.7")
+    again = yaml.safe_load(replace_thresholds(block, [0.3], {"small": 0.6, "large": 0.4}))["router"]
+    assert again == {"thresholds": [0.3], "calibrated_shares": {"small": 0.6, "large": 0.4}, "scorer": "trained"}
+    assert yaml.safe_load(replace_thresholds("tiers: []\n", [0.3], {"s": 0.5, "l": 0.5}))["router"] == {
+        "thresholds": [0.3],
+        "calibrated_shares": {"s": 0.5, "l": 0.5},
+    }
+
+
+@pytest.mark.parametrize(
+    ("shares", "needle"),
+    [
+        ({"small": 1.0}, "names 1 tier(s); 1 threshold(s) cut 2"),
+        ({"small": 0.5, "large": 0.2}, "add up to 0.7000, not 1"),
+        ({"small": 1.3, "large": -0.3}, "between 0 and 1"),
+    ],
+)
+def test_calibrated_shares_must_fit_the_thresholds(shares: dict[str, float], needle: str) -> None:
+    assert RouterConfig(thresholds=[0.4], calibrated_shares={"small": 0.7001, "large": 0.3}).calibrated_shares
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        RouterConfig(thresholds=[0.4], calibrated_shares=shares)

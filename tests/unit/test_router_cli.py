@@ -85,6 +85,9 @@ def test_calibrate_writes_thresholds_that_hit_the_share(app: typer.Typer, tmp_pa
     assert "expected cost saving" in out
     thresholds = yaml.safe_load(config.read_text())["router"]["thresholds"]
     assert len(thresholds) == 1 and 0 < thresholds[0] < 1
+    # the shares obtained are recorded beside them: `tierserve plan` takes its default mix from there
+    shares = yaml.safe_load(config.read_text())["router"]["calibrated_shares"]
+    assert list(shares) == ["small", "large"] and shares["large"] == pytest.approx(0.3, abs=0.05)
     assert "# set by calibrate" in config.read_text()
     # The written threshold sends 30 % (+-5 %) of these prompts to "large" under the same scorer.
     from router import RouteInput  # noqa: F401
