@@ -89,13 +89,18 @@ class CapacityProfile(BaseModel):
     tiers: dict[str, TierProfile] = Field(default_factory=dict, description="tier -> capacity of one replica.")
 
 
-def load_profile(path: Path) -> CapacityProfile:
+def _read_yaml(path: Path, what: str) -> Any:
+    """The file's YAML (JSON is YAML), or a PlanError that names the file and what it was meant to be."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise PlanError(f"cannot read capacity profile {path}: {error.strerror}") from None
+        raise PlanError(f"cannot read {what} {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise PlanError(f"capacity profile {path} is not valid YAML: {error}") from None
+        raise PlanError(f"{what} {path} is not valid YAML or JSON: {error}") from None
+
+
+def load_profile(path: Path) -> CapacityProfile:
+    raw = _read_yaml(path, "capacity profile")
     try:
         return CapacityProfile.model_validate(raw or {})
     except ValidationError as error:
@@ -162,12 +167,7 @@ def check_mix(mix: Mapping[str, float], tiers: list[str], where: str) -> dict[st
 
 def load_mix(path: Path, tiers: list[str]) -> dict[str, float]:
     """A mix file: YAML or JSON (JSON is YAML), one `tier: share` per tier."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise PlanError(f"cannot read mix file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise PlanError(f"mix file {path} is not valid YAML or JSON: {error}") from None
+    raw = _read_yaml(path, "mix file")
     if not isinstance(raw, dict) or not raw:
         raise PlanError(f"mix file {path}: expected a mapping of tier to share, e.g. {{small: 0.7, large: 0.3}}")
     return check_mix({str(k): v for k, v in raw.items()}, tiers, f"mix file {path}")
