@@ -14,7 +14,7 @@ from ray.serve.config import RequestRouterConfig
 
 from serving.config import DeploymentConfig, LoggingConfig, StackConfig, load_config
 from serving.deployments import Gateway, ModelServer, RedisServer
-from serving.engine import CPU_ENGINE_ENV
+from serving.engine import engine_env
 
 # Ray Serve LLM's prompt-prefix router, by import path (Serve imports and pickles it when the options are built).
 PREFIX_AWARE_ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
@@ -112,11 +112,6 @@ def code_version(*init_args: Any) -> str:
     return hashlib.sha256(f"{_source_digest()}\n{text}".encode()).hexdigest()[:16]
 
 
-def _engine_env(num_gpus: float) -> dict[str, str]:
-    # On CPU, vLLM runs eager and in-process; GPU replicas keep vLLM's defaults.
-    return dict(CPU_ENGINE_ENV) if num_gpus == 0 else {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
-
-
 def build_app(config: StackConfig, scale: Mapping[str, DeploymentConfig] | None = None) -> Application:
     """The application; `scale` gives tiers a live scale (`tierserve scale`) over their config's."""
     redis: Any = config.cache.redis.url
@@ -134,7 +129,7 @@ def build_app(config: StackConfig, scale: Mapping[str, DeploymentConfig] | None 
             name=f"tier-{tier.name}",
             version=code_version(*args),
             _internal=True,
-            **deployment_options(deployment, env=_engine_env(deployment.num_gpus), logging=config.logging),
+            **deployment_options(deployment, env=engine_env(deployment.num_gpus), logging=config.logging),
         ).bind(*args)
     # The admin key reaches the gateway replicas through the environment they inherit (a local Ray's workers get
     # the driver's; on a cluster, the nodes' own) or gateway.admin_key_file, never through the config or Ray's

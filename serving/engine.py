@@ -52,6 +52,12 @@ CPU_ENGINE_ENV = {
 }
 
 
+def engine_env(num_gpus: float) -> dict[str, str]:
+    """A tier's engine environment (its replicas', and vLLM's own server's in the conformance test): on CPU, vLLM
+    runs eager and in-process; GPU replicas keep vLLM's defaults."""
+    return dict(CPU_ENGINE_ENV) if num_gpus == 0 else {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+
+
 @contextmanager
 def serve_log_handlers_kept() -> Iterator[None]:
     """Importing vLLM runs its logging setup (logging.config.dictConfig), which closes every handler in the process,

@@ -1,5 +1,6 @@
 """One running stack (configs/test.yaml: real vLLM tiers in Ray Serve, real Redis, real embeddings),
-started like a user starts it (`tierserve serve`) and shared by every end-to-end test."""
+started like a user starts it (`tierserve serve`) and shared by every end-to-end test. TIERSERVE_E2E_CONFIG names
+another config for it (scripts/gpu-smoke.sh runs the conformance test on configs/gpu-smoke.yaml's GPU tier)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from serving.redis_server import free_port
 from tests.otlp import Collector, start_collector
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "test.yaml"
+# A relative path is the repository's (ROOT / an absolute path is that path).
+CONFIG = ROOT / os.environ.get("TIERSERVE_E2E_CONFIG", "configs/test.yaml")
 ALPHA_KEY, BETA_KEY = "sk-test-alpha", "sk-test-beta"
 GAMMA_KEY = "sk-test-gamma"  # the tenant configs/test.yaml shadow-scores
 STACK_ADMIN_KEY = "e2e-stack-admin-key-0123"  # the shared stack's operator (drift report, recorded evals)
@@ -69,14 +71,15 @@ def wait_ready(
 
 
 def traced_config(folder: Path, endpoint: str) -> Path:
-    """configs/test.yaml exporting traces to `endpoint`: the gateway's, and vLLM's own for the small tier."""
+    """CONFIG exporting traces to `endpoint`: the gateway's, and vLLM's own for the small tier."""
     config = yaml.safe_load(CONFIG.read_text())
     for key in ("models_dir", "data_dir"):  # the copy lives elsewhere: make its paths absolute
         config[key] = str((ROOT / config[key]).resolve())
     config["tracing"] = {"exporter": "otlp", "endpoint": endpoint, "service_name": "tierserve-e2e"}
     small = next(tier for tier in config["tiers"] if tier["name"] == "small")
-    small["engine"]["extra"] = {"otlp_traces_endpoint": endpoint}
-    small["deployment"]["env"] = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}
+    # Added to what the config sets (another CONFIG may give the tier extra engine arguments or env of its own).
+    small.setdefault("engine", {}).setdefault("extra", {})["otlp_traces_endpoint"] = endpoint
+    small.setdefault("deployment", {}).setdefault("env", {})["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
     path = folder / "test-traced.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

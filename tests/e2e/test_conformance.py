@@ -4,6 +4,9 @@ answer), compared field by field: status, error kind, finish reasons, text, tool
 structured-output validity, token counts and logprobs lengths, streamed and not.
 
 Every difference is either a bug or listed in DELIBERATE (and in docs/openai-compatibility.md) with its reason.
+
+It runs on the e2e stack's config (TIERSERVE_E2E_CONFIG; scripts/gpu-smoke.sh gives it configs/gpu-smoke.yaml's GPU
+tier): only the tier `small` is needed, and vLLM's own server gets that tier's settings and environment.
 """
 
 from __future__ import annotations
@@ -22,12 +25,18 @@ import httpx
 import pytest
 
 from serving.config import load_config
-from serving.engine import CPU_ENGINE_ENV, server_arguments
+from serving.engine import engine_env
 from serving.redis_server import free_port
 from tests.e2e.conftest import ALPHA_KEY, CONFIG, ROOT, Stack, wait_ready
 from tests.e2e.conftest import WEATHER_TOOL as WEATHER
+from tests.vllm_config import write_server_config
 
-pytestmark = pytest.mark.slow
+TIERS = [tier.name for tier in load_config(CONFIG).tiers]
+pytestmark = [
+    pytest.mark.slow,
+    # Every case pins `small` (a one-tier config needs nothing else); some use SmolLM2's token ids.
+    pytest.mark.skipif("small" not in TIERS, reason=f"{CONFIG} has no tier 'small', the tier every case pins"),
+]
 
 NONCE = uuid.uuid4().hex[:8]  # one per run: both servers see the same prompts, the cache never saw them
 TIME = {
@@ -189,25 +198,22 @@ class VLLMServer:
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
-    """vLLM's own OpenAI server on the prepared small model, configured as the small tier is."""
+    """vLLM's own OpenAI server on the small tier's model, with the tier's engine settings (the served name, dtype,
+    context, eager or CUDA graphs, tool parser, seed, the CPU scheduler's whole prefills, GPU memory share, ...)."""
     config = load_config(CONFIG)
     tier = config.tier("small")
     port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    folder = tmp_path_factory.mktemp("vllm")
+    log = folder / "vllm.log"
+    settings = write_server_config(tier, folder / "small.yaml")
     command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", config.model_path(tier), "--served-model-name", "small", "--port", str(port),
-        "--host", "127.0.0.1", "--dtype", tier.engine.dtype, "--max-model-len", str(tier.engine.max_model_len),
-        "--enforce-eager", "--enable-auto-tool-choice", "--tool-call-parser", str(tier.engine.tool_call_parser),
-        "--seed", str(tier.engine.seed),
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", config.model_path(tier),
+        "--host", "127.0.0.1", "--port", str(port), "--config", str(settings),
     ]  # fmt: skip
-    arguments = server_arguments(tier)
-    if arguments.get("enable_chunked_prefill") is False:  # the CPU tier's scheduler: whole prefills, one step budget
-        command += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(arguments["max_num_batched_tokens"])]
     # A tier replica's torch runs the thread team Ray gives its actor (OMP_NUM_THREADS = its whole CPUs, at least
     # one); the same team here sums in the same order, so a seeded sample draws the same tokens on both servers.
     threads = str(max(1, int(tier.deployment.num_cpus)))
-    env = {**os.environ, **CPU_ENGINE_ENV, "OMP_NUM_THREADS": threads}
+    env = {**os.environ, **engine_env(tier.deployment.num_gpus), "OMP_NUM_THREADS": threads}
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -363,9 +369,10 @@ def test_tierserve_answers_as_vllm_does(stack: Stack, vllm_server: VLLMServer, t
         report.append({"case": name, "vllm": theirs, "tierserve": ours})
         if ours != theirs and not _seeded_sample_agrees(body, theirs, ours):
             differences[name] = (theirs, ours)
-    out = Path(os.environ.get("TIERSERVE_CONFORMANCE_OUT", tmp_path / "conformance.json"))
-    out.write_text(json.dumps({"cases": len(CASES), "differences": sorted(differences), "report": report}, indent=1))
     unexplained = {name: diff for name, diff in differences.items() if name not in DELIBERATE}
+    out = Path(os.environ.get("TIERSERVE_CONFORMANCE_OUT", tmp_path / "conformance.json"))
+    summary = {"cases": len(CASES), "differences": sorted(differences), "unexplained": sorted(unexplained)}
+    out.write_text(json.dumps({**summary, "config": str(CONFIG), "report": report}, indent=1))
     assert not unexplained, json.dumps(unexplained, indent=1)[:6000]
     stale = sorted(set(DELIBERATE) - set(differences))
     assert not stale, f"listed as deliberate but no longer different: {stale}"

@@ -22,14 +22,15 @@ def tier_handle() -> Iterator[Any]:
     import ray
     from ray import serve
 
-    from serving.app import _engine_env, deployment_options
+    from serving.app import deployment_options
     from serving.deployments import ModelServer
+    from serving.engine import engine_env
 
     config = load_config("configs/test.yaml")
     tier = config.tier("small")
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     try:
-        options = deployment_options(tier.deployment.model_copy(update={"num_replicas": 1}), env=_engine_env(0))
+        options = deployment_options(tier.deployment.model_copy(update={"num_replicas": 1}), env=engine_env(0))
         app = ModelServer.options(name="tier-small", **options).bind(  # type: ignore[attr-defined]
             tier.model_dump(mode="json"), config.model_path(tier)
         )
