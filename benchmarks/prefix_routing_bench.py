@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +28,9 @@ from typing import Any
 import httpx
 import yaml
 
+from benchmarks.measure import percentile
 from benchmarks.stack import ROOT, served
+from loadtest.sse import asse_chunks, has_content
 
 WORDS = (  # noqa: SIM905 - a paragraph of words reads better than a column of them
     "river mountain harbor lantern orchard meadow granite copper violet thunder canyon willow ember "
@@ -63,15 +64,10 @@ async def _turn(client: httpx.AsyncClient, url: str, messages: list[dict[str, st
     text = []
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
         replica = response.headers.get("x-tierserve-replica", "")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[len("data: ") :])
-            for choice in chunk.get("choices") or []:
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    ttft = ttft if ttft is not None else time.perf_counter() - started
-                    text.append(content)
+        async for chunk in asse_chunks(response.aiter_lines()):
+            if has_content(chunk):
+                ttft = ttft if ttft is not None else time.perf_counter() - started
+                text.append(chunk["choices"][0]["delta"].get("content") or "")
         ok = response.status_code == 200 and ttft is not None
     return {"ok": ok, "ttft_s": ttft, "replica": replica, "text": "".join(text)}
 
@@ -109,13 +105,7 @@ async def _arm(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return (
-        round(statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1], 4)
-        if len(values) > 1
-        else round(values[0], 4)
-    )
+    return round(percentile(values, q * 100), 4) if values else None
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

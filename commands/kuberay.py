@@ -40,8 +40,12 @@ SECRET_NAME = "tierserve"  # kubectl create secret generic tierserve --from-lite
 MODELS_CLAIM = "tierserve-models"  # a PersistentVolumeClaim holding the pre-downloaded Hugging Face cache
 # Ray's own processes beside the replicas: GCS, dashboard, Serve controller and HAProxy on the head; raylet and
 # dashboard agent on a worker. Requested on top of what the replicas reserve, so they do not eat into it.
-HEAD_SYSTEM_CPUS, HEAD_SYSTEM_GIB = 2, 4
-WORKER_SYSTEM_CPUS, WORKER_SYSTEM_GIB = 1, 2
+# The object store is set, and counted in them: Ray's default (30 % of the pod's memory) would come on top of what the
+# replicas reserve inside the same limit. The stack passes small messages between replicas; 1 GiB is plenty.
+OBJECT_STORE_GIB = 1
+HEAD_SYSTEM_CPUS, HEAD_SYSTEM_GIB = 2, 4 + OBJECT_STORE_GIB
+WORKER_SYSTEM_CPUS, WORKER_SYSTEM_GIB = 1, 2 + OBJECT_STORE_GIB
+OBJECT_STORE_PARAM = str(OBJECT_STORE_GIB * 2**30)
 # KubeRay's own raylet readiness check. Without a readinessProbe of ours, KubeRay adds a Serve proxy check on port
 # 8000 to RayService workers; with the ingress on the head only (proxy_location HeadOnly) no worker runs a proxy and
 # the GPU pods would never be Ready.
@@ -212,6 +216,7 @@ def _head_group(stack: StackConfig, options: ManifestOptions, env: dict[str, str
         "num-cpus": _cpus_param(gateway.num_cpus * scale.maximum),
         "num-gpus": "0",  # tier replicas never land on the head, even where its node has GPUs
         "resources": _resources_param("gateway", {key: value * scale.maximum for key, value in offered.items()}),
+        "object-store-memory": OBJECT_STORE_PARAM,
     }
     secrets = [
         (ADMIN_KEY_ENV, "admin-key", False),
@@ -301,6 +306,7 @@ def _worker_group(
             "num-cpus": _cpus_param(deployment.num_cpus),
             "num-gpus": gpus,
             "resources": _resources_param(owner, offered),
+            "object-store-memory": OBJECT_STORE_PARAM,
         },
         "template": {
             "metadata": {"labels": {"app.kubernetes.io/name": options.name, "tierserve/tier": tier.name}},

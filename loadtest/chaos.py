@@ -38,7 +38,7 @@ def _cmdline(proc: psutil.Process) -> str:
         return ""
 
 
-def find_target(scenario: str, tier: str, within: int | None = None) -> psutil.Process:
+def find_target(scenario: str, tier: str, within: int | None = None, redis_port: int | None = None) -> psutil.Process:
     """The process the scenario kills, found by its Ray title on this machine (among the descendants of `within`,
     the stack's `tierserve serve` process, when given: two stacks on one machine have the same titles)."""
     if within is None:
@@ -65,43 +65,67 @@ def find_target(scenario: str, tier: str, within: int | None = None) -> psutil.P
                 return child
         raise LoadtestError(f"no vLLM EngineCore process under tier '{tier}''s replica {replicas[0].pid}")
     if scenario == "redis-primary":  # an operator's Redis: not a process of the stack's (`within` does not apply)
-        return redis_primary(list(psutil.process_iter()))
+        return redis_primary(list(psutil.process_iter()), redis_port)
     if scenario == "gateway":
         found = [p for p in titled(":gateway") if "ServeReplica" in titles[p.pid]]
     elif scenario == "controller":
         found = titled("ServeController")
     else:
-        found = [p for p in procs if p.name() == "redis-server" or titles[p.pid].startswith("redis-server")]
+        found = [p for p in procs if _is_redis_server(p, titles[p.pid])]
         found = [p for p in found if any("ServeReplica" in _cmdline(a) for a in _ancestors(p))] or found
     if not found:
         raise LoadtestError(f"nothing to kill for scenario '{scenario}' on this machine")
     return found[0]
 
 
-def redis_primary(procs: list[psutil.Process]) -> psutil.Process:
+def _is_redis_server(proc: psutil.Process, title: str) -> bool:
+    """A Redis data server (not a Sentinel: the same binary, titled `... [sentinel]`)."""
+    try:
+        named = proc.name() == "redis-server"
+    except psutil.Error:  # it exited while we looked
+        return False
+    return (named or title.startswith("redis-server")) and "sentinel" not in title
+
+
+def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
+    try:
+        sockets = proc.net_connections(kind="tcp")
+    except psutil.Error:
+        return []
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # a server bound everywhere answers on loopback
+    return [(wildcard.get(c.laddr.ip, c.laddr.ip), c.laddr.port) for c in sockets if c.status == psutil.CONN_LISTEN]
+
+
+def redis_primary(procs: list[psutil.Process], port: int | None = None) -> psutil.Process:
     """The redis-server on this machine that is a primary with at least one replica connected (asked over its own
-    listening port: `INFO replication`); Sentinels and lone servers (a stack's own Redis) are passed over."""
+    listening socket: `INFO replication`), or the one on `port`; Sentinels and lone servers (a stack's own Redis)
+    are passed over. Two replicated primaries and no port: refused, naming them (killing a guess is not a test)."""
     import redis
 
+    found: list[tuple[psutil.Process, int]] = []
     for proc in procs:
-        line = _cmdline(proc)
-        if not (line.startswith("redis-server") or proc.name() == "redis-server") or "sentinel" in line:
+        if not _is_redis_server(proc, _cmdline(proc)):
             continue
-        try:
-            ports = {c.laddr.port for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
-        except psutil.Error:
-            continue
-        for port in ports:
-            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+        for host, listening in _listening(proc):
+            if port is not None and listening != port:
+                continue
+            client = redis.Redis(host=host, port=listening, socket_timeout=1, socket_connect_timeout=1)
             try:
                 info = client.info("replication")
-            except redis.RedisError:  # a password, another interface: not one this run can judge
+            except redis.RedisError:  # a password, a TLS port: not one this run can judge
                 continue
             finally:
                 client.close()
             if info.get("role") == "master" and int(info.get("connected_slaves", 0)) > 0:
-                return proc
-    raise LoadtestError("no Redis primary with a connected replica on this machine (is Sentinel set up here?)")
+                found.append((proc, listening))
+                break
+    if len(found) > 1:
+        ports = ", ".join(str(listening) for _, listening in found)
+        raise LoadtestError(f"Redis primaries with replicas on ports {ports}: say which with --redis-port")
+    if not found:
+        where = f" on port {port}" if port is not None else ""
+        raise LoadtestError(f"no Redis primary with a connected replica{where} on this machine (is Sentinel set up?)")
+    return found[0][0]
 
 
 def _ancestors(proc: psutil.Process) -> list[psutil.Process]:
@@ -208,6 +232,10 @@ def add_chaos_command(app: typer.Typer) -> None:
             int | None,
             typer.Option("--within", help="Only kill a descendant of this pid (the stack's `tierserve serve`)."),
         ] = None,
+        redis_port: Annotated[
+            int | None,
+            typer.Option("--redis-port", help="redis-primary: the primary's port, when this machine has several."),
+        ] = None,
         api_key: Annotated[str, typer.Option("--api-key", envvar="TIERSERVE_API_KEY", help="Bearer key.")] = "",
         allow_failures: Annotated[
             int, typer.Option("--allow-failures", min=0, help="Failures (not sheds) tolerated before exit 1.")
@@ -222,7 +250,7 @@ def add_chaos_command(app: typer.Typer) -> None:
         try:
             check_endpoint(url, api_key)
             length, kill_after = parse_duration(duration), parse_duration(kill_at)
-            target = find_target(scenario, tier, within)
+            target = find_target(scenario, tier, within, redis_port)
         except (LoadtestError, ValueError) as error:
             console.print(f"[red]error: {error}[/red]")
             raise typer.Exit(2) from None

@@ -301,7 +301,10 @@ def _record_profile(
     try:
         entry = tier_profile_from_capacity(result, replicas, source)
         old = load_profile(path) if path.exists() else None
-        hardware = f"{os.cpu_count()} logical CPUs ({platform.machine()})"
+        # What the figures ran on: a profile's own description (e.g. its GPUs) is kept; a new one gets this host's,
+        # where `tierserve loadtest` runs the stack it measures.
+        kept = old.hardware if old is not None else ""
+        hardware = kept or f"{os.cpu_count()} logical CPUs ({platform.machine()})"
         profile = with_tier(old, tier, entry, slo_file=str(slo_file), scenario=scenario_name, hardware=hardware)
         save_profile(path, profile)
     except PlanError as error:

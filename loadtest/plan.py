@@ -142,7 +142,10 @@ def with_tier(profile: CapacityProfile | None, tier: str, entry: TierProfile, **
     base = profile or CapacityProfile()
     for key in ("slo_file", "scenario"):
         old, new = getattr(base, key), meta.get(key)
-        if old is not None and new is not None and old != new and base.tiers:
+        if old is None or new is None or not base.tiers:
+            continue
+        same = Path(old).resolve() == Path(new).resolve() if key == "slo_file" else old == new  # ./x and x: one file
+        if not same:
             raise PlanError(f"the profile's tiers were measured with {key} {old!r}, not {new!r}: use another file")
     updates = {k: v for k, v in meta.items() if v is not None}
     return base.model_copy(update=updates | {"tiers": {**base.tiers, tier: entry}})

@@ -131,4 +131,5 @@ class RouterConfig(BaseModel):
         names: set[str] = set()
         for tenant in self.tenants.values():
             names.update(n for n in (tenant.pin_tier, tenant.max_tier) if n is not None)
+        names.update(self.calibrated_shares or {})
         return names

@@ -53,7 +53,14 @@ def deployment_options(
     if deployment.request_router == "prefix_aware":
         router: dict[str, Any] = {
             "request_router_class": PREFIX_AWARE_ROUTER,
-            "request_router_kwargs": {"imbalanced_threshold": deployment.prefix_imbalance},
+            "request_router_kwargs": {
+                "imbalanced_threshold": deployment.prefix_imbalance,
+                # Ray keeps every routed prompt's text in the tree unless told to evict: bound it (Ray's sizes).
+                "do_eviction": True,
+                "eviction_threshold_chars": 400_000,
+                "eviction_target_chars": 360_000,
+                "eviction_interval_secs": 10,
+            },
         }
         options["request_router_config"] = RequestRouterConfig(**router)  # its __init__ is typed **dict
     if deployment.autoscaling is not None:

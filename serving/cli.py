@@ -14,12 +14,13 @@ from typing import Annotated
 
 import httpx
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from serving.admin_client import admin_request
-from serving.config import ConfigError, StackConfig, admin_key, load_config
+from serving.config import ConfigError, RayConfig, StackConfig, admin_key, load_config
 from serving.ingress import drain_haproxy, ingress_environment
 from serving.scale_driver import ScaleDriver, scaled
 
@@ -160,6 +161,14 @@ def _wait_healthy(url: str, timeout_s: float) -> None:
     raise TimeoutError(f"stack not healthy after {timeout_s:.0f}s: {last}")
 
 
+def _ray_address(stack: StackConfig, address: str) -> RayConfig:
+    """The config's Ray section with `--address`, validated as the YAML's would be."""
+    try:
+        return RayConfig.model_validate({**stack.ray.model_dump(), "address": address})
+    except ValidationError as error:
+        raise ConfigError(f"--address: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
 @app.command()
 def serve(
     config: ConfigOption = DEFAULT_CONFIG,
@@ -168,8 +177,8 @@ def serve(
     address: Annotated[
         str | None,
         typer.Option(
-            help="Run on an existing Ray cluster (overrides ray.address): `auto` for the one `ray start` began on "
-            "this node, host:6379 for its GCS, or ray://head:10001 (Ray Client)."
+            help="Run on an existing Ray cluster, from one of its nodes (overrides ray.address): `auto` for the one "
+            "`ray start` began on this node, or host:6379 for its GCS."
         ),
     ] = None,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 600.0,
@@ -180,9 +189,9 @@ def serve(
     if host or port:
         gateway = stack.gateway.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
         stack = stack.model_copy(update={"gateway": gateway})
-    if address:
-        stack = stack.model_copy(update={"ray": stack.ray.model_copy(update={"address": address})})
     try:
+        if address:
+            stack = stack.model_copy(update={"ray": _ray_address(stack, address)})
         admin_key(stack.gateway)  # read here too: a bad key is a clear error now, not a failed gateway minutes later
     except ConfigError as error:
         console.print(Text(f"{error}", style="red"), soft_wrap=True)

@@ -88,13 +88,14 @@ class DeploymentConfig(_Strict):
         default="power_of_two",
         description="How a caller picks one of several replicas: Ray Serve's default power-of-two choice on queue "
         "length, or `prefix_aware` (Ray Serve LLM's PrefixCacheAffinityRouter): a request goes to the replica that "
-        "served the longest common prefix of its prompt while loads stay within `prefix_imbalance` of each other, "
+        "served the longest common prefix of its prompt unless their queues differ by more than `prefix_imbalance`, "
         "so multi-turn conversations reuse the KV cache vLLM already holds.",
     )
     prefix_imbalance: int = Field(
         default=4,
         ge=1,
-        description="prefix_aware only: a queue-length difference at which routing falls back to power-of-two.",
+        description="prefix_aware only: routing falls back to power-of-two when the replicas' queue lengths differ "
+        "by more than this.",
     )
 
     @field_validator("resources")
@@ -293,6 +294,9 @@ class GatewayConfig(_Strict):
     def _surge_first(cls, deployment: DeploymentConfig) -> DeploymentConfig:
         # A gateway replica is cheap and stateless: unless the config says otherwise, a rolling update starts its
         # replacements before the old replicas stop, so the ingress always has replicas that are up.
+        if deployment.request_router != "power_of_two":
+            # Its callers are the HTTP ingress, whose requests carry bytes, not a conversation to match.
+            raise ValueError("request_router: prefix_aware is for tiers; the gateway's callers send no prompt")
         if "max_surge_percent" not in deployment.model_fields_set:
             return deployment.model_copy(update={"max_surge_percent": 100})
         return deployment
@@ -376,9 +380,22 @@ class ShadowConfig(_Strict):
 class RayConfig(_Strict):
     address: str | None = Field(
         default=None,
-        description="Existing cluster to join: `auto` (a cluster started on this node with `ray start`), a GCS "
-        "address host:6379, or a Ray Client URL ray://head:10001; unset starts a one-node Ray in the serve process.",
+        description="Existing cluster to join from one of its nodes: `auto` (the cluster `ray start` began on this "
+        "node) or its GCS address host:6379; unset starts a one-node Ray in the serve process. Ray Client URLs "
+        "(ray://) are refused: the serve process must run on a node, where it waits for the HTTP ingress and "
+        "applies `tierserve scale` and reloads.",
     )
+
+    @field_validator("address")
+    @classmethod
+    def _on_a_node(cls, address: str | None) -> str | None:
+        if address is not None and address.startswith("ray://"):
+            raise ValueError(
+                f"{address!r} is a Ray Client URL: run `tierserve serve` on a node of the cluster and give "
+                "`auto` or the head's GCS address (host:6379)"
+            )
+        return address
+
     num_cpus: int | None = Field(
         default=None, ge=1, description="Logical CPUs of a locally started Ray (enough for every replica)."
     )

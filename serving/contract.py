@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 Endpoint = Literal["chat", "completion"]
@@ -28,11 +29,17 @@ class TierRequest:
     cache_salt: str | None = None  # prefix-cache isolation: prompts share KV blocks only with the same salt
     trace_headers: Mapping[str, str] = field(default_factory=dict)  # W3C context of the gateway's span
 
-    @property
+    @cached_property
     def prompt(self) -> str:
-        """The text the prompt-prefix replica router (`request_router: prefix_aware`) matches on: the chat turns in
+        """The text the prompt-prefix replica router (`request_router: prefix_aware`) matches on: the tenant's
+        prefix-cache salt (prompts of tenants that vLLM keeps apart must not count as shared), then the chat turns in
         order, or the completion prompt. Ray Serve LLM's router reads a `prompt` attribute of the call's argument
-        and divides by its length, so this is never empty (a body it cannot read is one placeholder character)."""
+        (several times per request: parsed once) and divides by its length, so this is never empty. Only that
+        router reads it; the default one never parses the body."""
+        salt = f"{self.cache_salt}\n" if self.cache_salt else ""
+        return salt + self._conversation()
+
+    def _conversation(self) -> str:
         try:
             parsed = json.loads(self.body)
         except ValueError:
@@ -47,6 +54,10 @@ class TierRequest:
             turns = messages if isinstance(messages, list) else []
             text = "".join(_turn_text(turn) for turn in turns)
         return text or "\0"
+
+    def __getstate__(self) -> dict[str, object]:
+        # The parsed prompt stays with the gateway: the replica gets the body it parses itself.
+        return {key: value for key, value in self.__dict__.items() if key != "prompt"}
 
 
 def _turn_text(turn: object) -> str:

@@ -195,6 +195,12 @@ class Gateway:
             cache = SemanticCache(stack.cache, embedder, store, LookalikeVerifier(stack.cache.verify))
             cache.start()  # follow the other replicas' inserts and deletes
         router = build_router(stack.router, [t.name for t in stack.tiers])
+        for tier in stack.tiers:
+            if tier.deployment.request_router == "prefix_aware" and not tiers[tier.name].is_initialized:
+                # Ray Serve LLM's prefix router waits on its prefix-tree actor with blocking `ray.get` calls; in
+                # throughput-optimized mode a handle's router shares this replica's event loop, which would stall
+                # every request here: give that tier's router a loop of its own.
+                tiers[tier.name]._init(_run_router_in_separate_loop=True)  # type: ignore[no-untyped-call]
         # Presidio (spaCy) and the classifier's weights load here, off the event loop.
         guards = await asyncio.to_thread(Guards, stack.guards) if stack.guards.enabled else None
         if guards is not None and cache is None and guards.classifier.embedding_dim:

@@ -4,12 +4,13 @@ before it failed (a request that had not started may be retried; one cut mid-str
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from dataclasses import dataclass
 
 import httpx
+
+from loadtest.sse import has_content, sse_chunks
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,10 @@ class StreamingLoad:
             with client.stream("POST", f"{self._url}/v1/chat/completions", json=body) as response:
                 for line in response.iter_lines():
                     lines.append(line)
-                    started = started or _has_text(line)
+                    started = started or any(has_content(chunk) for chunk in sse_chunks([line]))
                 text = "".join(lines)
                 failed = response.status_code != 200 or '"error"' in text or "[DONE]" not in text
                 replica = response.headers.get("x-tierserve-replica", "")
                 return Outcome(response.status_code, failed, started, replica, text[-300:])
         except httpx.HTTPError as error:
             return Outcome(None, True, started, "", repr(error))
-
-
-def _has_text(line: str) -> bool:
-    if not line.startswith("data: {"):
-        return False
-    try:
-        chunk = json.loads(line[len("data: ") :])
-    except ValueError:
-        return False
-    return any((choice.get("delta") or {}).get("content") for choice in chunk.get("choices") or [])

@@ -23,8 +23,9 @@ def sentinel_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[C
     folder = tmp_path_factory.mktemp("chaos-sentinel")
     redis_folder = folder / "redis"
     redis_folder.mkdir()
-    cluster = SentinelCluster(redis_folder).start()
+    cluster = SentinelCluster(redis_folder)
     try:
+        cluster.start()
         config: dict[str, Any] = {
             "models_dir": str((ROOT / ".tierserve" / "models").resolve()),
             "data_dir": str(folder / "data"),
@@ -48,7 +49,7 @@ def test_a_killed_redis_primary_fails_over_under_load_with_no_5xx(
 ) -> None:
     stack, cluster = sentinel_stack
     primary = cluster.primary_port
-    result = stack.chaos("redis-primary", "--client-retries", "0")
+    result = stack.chaos("redis-primary", "--client-retries", "0", "--redis-port", str(primary))
     assert str(primary) in result["target"], result["target"]  # the primary, not the replica or a Sentinel
     assert result["reconciled"] and result["sent_after_kill"] > 0, result
     assert result["failed"] == 0, result["failed_by_kind"]  # not one 5xx, without a client retry

@@ -44,10 +44,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             "HF_HUB_OFFLINE": "1",
         }.items():
             patch.setenv(name, value)
-        redis = LocalRedis().start()
-        head = {"num_cpus": 3, "resources": {"ingress": 1}, "include_dashboard": False, **NODE_MEMORY}
-        cluster = Cluster(initialize_head=True, head_node_args=head)
+        redis = LocalRedis()
+        cluster: Cluster | None = None
         try:
+            redis.start()
+            head = {"num_cpus": 3, "resources": {"ingress": 1}, "include_dashboard": False, **NODE_MEMORY}
+            cluster = Cluster(initialize_head=True, head_node_args=head)
             workers = {
                 "a": cluster.add_node(num_cpus=2, resources={"tier_small": 1, "tier_large": 1}, **NODE_MEMORY),
                 "b": cluster.add_node(num_cpus=2, resources={"tier_small": 1}, **NODE_MEMORY),
@@ -57,7 +59,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             folder = tmp_path_factory.mktemp("cluster")
             yield {"cluster": cluster, "workers": workers, "redis": redis.url, "folder": folder}
         finally:
-            cluster.shutdown()
+            if cluster is not None:
+                cluster.shutdown()
             redis.stop()
 
 

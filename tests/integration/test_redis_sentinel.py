@@ -22,11 +22,24 @@ redis_errors = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[SentinelCluster]:
-    started = SentinelCluster(tmp_path).start()
+    started = SentinelCluster(tmp_path)
     try:
-        yield started
+        yield started.start()
     finally:
         started.stop()
+
+
+def test_chaos_finds_the_primary_not_the_replica_nor_a_sentinel(cluster: SentinelCluster) -> None:
+    """`tierserve chaos --scenario redis-primary` picks its target by asking each redis-server it finds."""
+    import psutil
+
+    from loadtest.chaos import redis_primary
+    from loadtest.runner import LoadtestError
+
+    found = redis_primary(list(psutil.process_iter()), cluster.primary_port)
+    assert found.pid == cluster.processes["primary"].pid
+    with pytest.raises(LoadtestError, match=f"port {cluster.replica_port}"):
+        redis_primary(list(psutil.process_iter()), cluster.replica_port)  # a replica is not a primary
 
 
 def test_sentinel_urls_parse_and_bad_ones_say_why() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 from pydantic import ValidationError
 
 from serving.app import build_app, deployment_options
-from serving.config import AutoscalingConfig, DeploymentConfig, load_config
+from serving.config import AutoscalingConfig, DeploymentConfig, GatewayConfig, RayConfig, load_config
 from serving.contract import TierRequest
 from serving.engine import CPU_ENGINE_ENV
 
@@ -78,7 +79,8 @@ def test_prefix_aware_routing_uses_ray_serve_llms_router() -> None:
     options = deployment_options(DeploymentConfig(request_router="prefix_aware", prefix_imbalance=3))
     router = options["request_router_config"]
     assert router.request_router_class == "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
-    assert router.request_router_kwargs == {"imbalanced_threshold": 3}
+    assert router.request_router_kwargs["imbalanced_threshold"] == 3
+    assert router.request_router_kwargs["do_eviction"] is True  # the prefix tree stays bounded
     assert router.get_request_router_class().__name__ == "PrefixCacheAffinityRouter"
     assert "request_router_config" not in deployment_options(DeploymentConfig())
 
@@ -91,3 +93,22 @@ def test_the_router_reads_the_conversation_from_a_tier_request() -> None:
     # Never empty: the router divides by the length.
     assert TierRequest("chat", b"[]", "r4").prompt == "\0"
     assert TierRequest("chat", b'{"messages": []}', "r5").prompt == "\0"
+
+
+def test_the_router_sees_the_tenants_salt_and_the_replica_never_gets_the_parsed_prompt() -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = TierRequest("chat", body, "r1", cache_salt="tenant-a")
+    assert request.prompt == "tenant-a\nuser: hi\n"
+    copy = pickle.loads(pickle.dumps(request))
+    assert copy == request and "prompt" not in copy.__dict__
+
+
+def test_prefix_routing_is_for_tiers_only() -> None:
+    with pytest.raises(ValidationError, match="for tiers"):
+        GatewayConfig(deployment=DeploymentConfig(request_router="prefix_aware"))
+
+
+def test_a_ray_client_url_is_refused_with_what_to_give_instead() -> None:
+    with pytest.raises(ValidationError, match="run `tierserve serve` on a node"):
+        RayConfig(address="ray://head:10001")
+    assert RayConfig(address="auto").address == "auto"

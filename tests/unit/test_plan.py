@@ -420,3 +420,11 @@ def test_the_check_script_parses_its_arguments() -> None:
     assert args.out == Path("docs/plan-check.json") and args.refine == 3 and args.url is None
     args = plan_check_parser().parse_args(["--url", "http://h:1", "--tiers", "small", "--max-users", "8"])
     assert (args.url, args.tiers, args.max_users) == ("http://h:1", "small", 8)
+
+
+def test_one_slo_file_spelt_two_ways_is_one_file() -> None:
+    first = with_tier(None, "small", TierProfile(rps_per_replica=2), slo_file="configs/slo.yaml", scenario="chat")
+    both = with_tier(first, "large", TierProfile(rps_per_replica=1), slo_file="./configs/slo.yaml", scenario="chat")
+    assert set(both.tiers) == {"small", "large"}
+    with pytest.raises(PlanError, match="scenario"):
+        with_tier(both, "large", TierProfile(rps_per_replica=1), slo_file="configs/slo.yaml", scenario="cache")
