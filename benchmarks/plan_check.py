@@ -16,6 +16,7 @@ repository root (the paths are relative to it).
     python -m benchmarks.plan_check [--config configs/default.yaml] [--slo-file configs/slo-cpu.yaml]
         [--max-users 32] [--step-duration 60s] [--refine 3] [--profile-out configs/capacity-default.yaml]
         [--out docs/plan-check.json] [--url URL]
+    python -m benchmarks.plan_check --repredict docs/plan-check.json   # the prediction again, from a run's searches
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks.stack import served
-from commands.plan import fleet_from_config, placement_for
+from commands.plan import fleet_from_config
 from loadtest.capacity import find_capacity
 from loadtest.plan import (
     CapacityProfile,
@@ -45,6 +46,7 @@ from loadtest.plan import (
     check_mix,
     fleet_capacity,
     observed_mix,
+    placement_for,
     save_profile,
     tier_profile_from_capacity,
     with_tier,
@@ -71,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile-out", type=Path, default=Path("configs/capacity-default.yaml"))
     parser.add_argument("--out", type=Path, default=Path("docs/plan-check.json"))
     parser.add_argument("--url", default=None, help="a running stack of --config (default: start one)")
+    parser.add_argument(
+        "--repredict",
+        type=Path,
+        default=None,
+        help="no load: predict again from this earlier result's profile and searches (after a change to the plan)",
+    )
     return parser
 
 
@@ -129,11 +137,27 @@ def main() -> None:
     console = Console()
     config = load_config(args.config)
     fleet = fleet_from_config(config)
-    placement = placement_for(fleet)
-    tiers = args.tiers.split(",") if args.tiers else [t.name for t in fleet]
     calibrated = config.router.calibrated_shares
     if calibrated is None:
         sys.exit(f"{args.config} has no router.calibrated_shares to predict the mix with")
+    if args.repredict is not None:
+        earlier = json.loads(args.repredict.read_text())
+        profile = CapacityProfile.model_validate(earlier["profile"])
+        if profile.host_cpus is None:  # a run from before profiles recorded it: this machine's, which measured it
+            profile = profile.model_copy(update={"host_cpus": os.cpu_count()})
+        searches = {k: v for k, v in earlier["searches"].items() if k != "auto"}
+        mixed, started = earlier["searches"]["auto"], earlier["started"]
+        save_profile(args.profile_out, profile)
+    else:
+        profile, searches, mixed, started = _measure(args, console, fleet)
+    _report(args, console, fleet, calibrated, profile, searches, mixed, started)
+
+
+def _measure(
+    args: argparse.Namespace, console: Console, fleet: list[FleetTier]
+) -> tuple[CapacityProfile, dict[str, dict[str, Any]], dict[str, Any], str]:
+    """Each tier's search (its profile entry) and the routed mix's."""
+    tiers = args.tiers.split(",") if args.tiers else [t.name for t in fleet]
     slo = load_slo_file(args.slo_file).for_scenario(SCENARIO)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     profile: CapacityProfile | None = None
@@ -162,12 +186,27 @@ def main() -> None:
                     entry,
                     description=f"{args.config.name} on this machine, measured by benchmarks/plan_check.py",
                     hardware=f"{os.cpu_count()} logical CPUs ({platform.machine()}), every tier on the same cores",
+                    host_cpus=os.cpu_count(),
                     slo_file=str(args.slo_file),
                     scenario=SCENARIO,
                 )
                 save_profile(args.profile_out, profile)  # after every tier: a later failure keeps the earlier ones
             mixed = _search(console, args, url, key, "auto", slo, folder)
     assert profile is not None
+    return profile, searches, mixed, started
+
+
+def _report(
+    args: argparse.Namespace,
+    console: Console,
+    fleet: list[FleetTier],
+    calibrated: dict[str, float],
+    profile: CapacityProfile,
+    searches: dict[str, dict[str, Any]],
+    mixed: dict[str, Any],
+    started: str,
+) -> None:
+    placement = placement_for(fleet, profile.host_cpus)
     observed = observed_mix(_counted_steps(mixed))
     predicted = _predict(calibrated, profile, fleet, placement)
     predicted_observed = _predict(observed, profile, fleet, placement) if observed else None

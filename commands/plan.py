@@ -25,11 +25,12 @@ from loadtest.plan import (
     fleet_capacity,
     load_mix,
     load_profile,
+    placement_for,
     plan_fleet,
 )
 from serving.config import ConfigError, StackConfig, load_config
 
-__all__ = ["add_plan_command", "default_profile_path", "fleet_from_config", "placement_for"]
+__all__ = ["add_plan_command", "default_profile_path", "fleet_from_config"]
 
 _err = Console(stderr=True)
 
@@ -46,13 +47,9 @@ def fleet_from_config(config: StackConfig) -> list[FleetTier]:
         deployment = tier.deployment
         scaling = deployment.autoscaling
         low, high = (scaling.min_replicas, scaling.max_replicas) if scaling else (deployment.num_replicas,) * 2
-        fleet.append(FleetTier(tier.name, deployment.num_gpus, low, high, deployment.max_ongoing_requests))
+        threads = max(1, int(deployment.num_cpus)) if deployment.num_gpus == 0 else 1  # GPU tiers compute there
+        fleet.append(FleetTier(tier.name, deployment.num_gpus, low, high, deployment.max_ongoing_requests, threads))
     return fleet
-
-
-def placement_for(fleet: list[FleetTier]) -> Placement:
-    """GPU tiers own their GPUs (dedicated); tiers without GPUs share the host's CPU cores (the embedded default)."""
-    return "dedicated" if all(t.gpus_per_replica > 0 for t in fleet) else "shared"
 
 
 def default_profile_path(config_path: Path) -> Path:
@@ -187,7 +184,8 @@ def add_plan_command(app: typer.Typer) -> None:
                     f"{slo_file} (tierserve loadtest --find-capacity --profile-out)"
                 )
             fleet = fleet_from_config(stack)
-            chosen: Placement = placement_for(fleet) if placement == "auto" else placement  # type: ignore[assignment]
+            auto = placement_for(fleet, profile.host_cpus)
+            chosen: Placement = auto if placement == "auto" else placement  # type: ignore[assignment]
             shares, mix_source = _mix(stack, config, mix)
             capacity = fleet_capacity(
                 shares,

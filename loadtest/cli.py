@@ -305,7 +305,9 @@ def _record_profile(
         # where `tierserve loadtest` runs the stack it measures.
         kept = old.hardware if old is not None else ""
         hardware = kept or f"{os.cpu_count()} logical CPUs ({platform.machine()})"
-        profile = with_tier(old, tier, entry, slo_file=str(slo_file), scenario=scenario_name, hardware=hardware)
+        cpus = old.host_cpus if old is not None and old.host_cpus else os.cpu_count()
+        meta = {"slo_file": str(slo_file), "scenario": scenario_name, "hardware": hardware, "host_cpus": cpus}
+        profile = with_tier(old, tier, entry, **meta)
         save_profile(path, profile)
     except PlanError as error:
         raise _fail(console, str(error), 2) from None

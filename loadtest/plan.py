@@ -8,9 +8,11 @@ as `FleetTier`s, so this module, like the rest of the load-test package, never i
 Two placements, because they add capacity differently:
 - `dedicated` (a GPU fleet): every replica owns its GPUs, so tiers do not slow each other and a tier's capacity is
   its replicas times one replica's. A tier needs ceil(demand / (per-replica capacity x headroom)) replicas.
-- `shared` (the embedded CPU default): every tier's engine runs on the same cores, so a request of any tier uses
-  part of one host. A tier-only run measures what the host sustains for that tier alone (c_t); a mix then fills
-  sum_t(rps_t / c_t) hosts, and one host carries 1 / sum_t(s_t / c_t) requests/s of the mix.
+- `shared` (CPU tiers that need more cores than the host has): every tier's engine computes on the same cores, so
+  a request of any tier uses part of one host. A tier-only run measures what the host sustains for that tier alone
+  (c_t); a mix then fills sum_t(rps_t / c_t) hosts, and one host carries 1 / sum_t(s_t / c_t) requests/s of the mix.
+CPU tiers whose engines' compute threads all fit the host's cores (a CPU replica's vLLM computes with as many
+threads as its whole Ray CPUs, at least one) do not take cores from each other either: they plan as `dedicated`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "load_mix",
     "load_profile",
     "observed_mix",
+    "placement_for",
     "plan_fleet",
     "save_profile",
     "tier_profile_from_capacity",
@@ -85,6 +88,9 @@ class CapacityProfile(BaseModel):
     scenario: str | None = Field(default=None, description="The load-test scenario (request shape) measured.")
     gpu_hour_usd: float | None = Field(default=None, ge=0, description="Price of one GPU for an hour.")
     host_hour_usd: float | None = Field(default=None, ge=0, description="Price of one host for an hour (shared).")
+    host_cpus: int | None = Field(
+        default=None, ge=1, description="Logical CPUs of the host CPU tiers were measured on (decides placement)."
+    )
     sources: list[str] = Field(default_factory=list, description="Where the figures come from (URLs, runs).")
     tiers: dict[str, TierProfile] = Field(default_factory=dict, description="tier -> capacity of one replica.")
 
@@ -199,6 +205,16 @@ class FleetTier:
     min_replicas: int
     max_replicas: int
     max_ongoing_requests: int | None = None  # requests one replica takes at once (Ray Serve queues the rest)
+    engine_threads: int = 1  # a CPU replica's compute threads (OMP_NUM_THREADS: its whole Ray CPUs, at least one)
+
+
+def placement_for(fleet: Sequence[FleetTier], host_cpus: int | None = None) -> Placement:
+    """`dedicated` when tiers cannot slow each other: every tier has GPUs of its own, or (CPU tiers) every replica's
+    engine threads together fit the cores of the host the profile was measured on; `shared` otherwise."""
+    if all(t.gpus_per_replica > 0 for t in fleet):
+        return "dedicated"
+    threads = sum(t.engine_threads * t.max_replicas for t in fleet if t.gpus_per_replica == 0)
+    return "dedicated" if host_cpus is not None and threads <= host_cpus else "shared"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from benchmarks.plan_check import _parser as plan_check_parser
-from commands.plan import add_plan_command, default_profile_path, fleet_from_config, placement_for
+from commands.plan import add_plan_command, default_profile_path, fleet_from_config
 from loadtest.capacity import StepResult, next_refinement, summarize_capacity
 from loadtest.plan import (
     CapacityProfile,
@@ -26,6 +26,7 @@ from loadtest.plan import (
     load_mix,
     load_profile,
     observed_mix,
+    placement_for,
     plan_fleet,
     save_profile,
     tier_profile_from_capacity,
@@ -120,6 +121,7 @@ def test_shared_host_adds_the_tiers_time_shares() -> None:
     # `small` or 0.4 of `large`. A 70/30 mix uses 0.7/1.2 + 0.3/0.4 = 1.333 hosts per request/s.
     fleet = [FleetTier("small", 0, 1, 1, 32), FleetTier("large", 0, 1, 1, 32)]
     assert placement_for(fleet) == "shared" and placement_for(GPU_FLEET) == "dedicated"
+    assert placement_for(fleet, host_cpus=1) == "shared"  # two engines' threads on one core
     profile = CapacityProfile(
         tiers={"small": TierProfile(rps_per_replica=1.2), "large": TierProfile(rps_per_replica=0.4)}
     )
@@ -428,3 +430,13 @@ def test_one_slo_file_spelt_two_ways_is_one_file() -> None:
     assert set(both.tiers) == {"small", "large"}
     with pytest.raises(PlanError, match="scenario"):
         with_tier(both, "large", TierProfile(rps_per_replica=1), slo_file="configs/slo.yaml", scenario="cache")
+
+
+def test_cpu_engines_whose_threads_fit_the_host_plan_as_dedicated() -> None:
+    # configs/default.yaml on 2 cores: one replica each, 0.5 Ray CPU = one compute thread each: they fit.
+    two = [FleetTier("small", 0, 1, 1, 32, engine_threads=1), FleetTier("large", 0, 1, 1, 32, engine_threads=1)]
+    assert placement_for(two, host_cpus=2) == "dedicated"
+    # configs/test.yaml: small has two replicas, three threads on two cores share them.
+    three = [FleetTier("small", 0, 2, 2, 16, engine_threads=1), FleetTier("large", 0, 1, 1, 16, engine_threads=1)]
+    assert placement_for(three, host_cpus=2) == "shared"
+    assert placement_for(two) == "shared"  # a profile that does not say its host's cores: the safe side
