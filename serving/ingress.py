@@ -94,7 +94,8 @@ def haproxy_environment(gateway: GatewayConfig, run_dir: Path) -> dict[str, str]
             "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
             "RAY_SERVE_HAPROXY_NBTHREAD": str(gateway.haproxy_threads),
             # Ray holds a stopping replica open this long: its own HAProxy is told at once, but a request it had
-            # already sent that way still needs the replica to answer (gateway.drain_s).
+            # already sent that way, or one an HAProxy process replaced by a reload still forwards on a client's
+            # connection, needs the replica to answer (gateway.drain_s says why 30 s).
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(gateway.drain_s),
         }
     )

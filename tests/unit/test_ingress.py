@@ -24,7 +24,7 @@ def test_each_stack_gets_its_own_files_and_free_ports(tmp_path: Path) -> None:
     assert (
         first["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] != "8500" and first["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] != "9500"
     )
-    assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2.0"
+    assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "30.0"
     assert haproxy_environment(GatewayConfig(haproxy_threads=3), tmp_path)["RAY_SERVE_HAPROXY_NBTHREAD"] == "3"
     assert first["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and first["RAY_SERVE_LOG_TO_STDERR"] == "1"
     # The replicas' own HTTP/gRPC ports: a window of 100 picked per stack, not Ray's one window for every cluster.
