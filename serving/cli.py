@@ -23,6 +23,7 @@ from serving.admin_client import admin_request
 from serving.config import ConfigError, RayConfig, StackConfig, admin_key, load_config
 from serving.ingress import drain_haproxy, ingress_environment
 from serving.scale_driver import ScaleDriver, scaled
+from serving.status import APP_NAME
 
 # The stack's own commands; commands.main assembles them with the other packages' into `tierserve`.
 app = typer.Typer(help="tierserve: tiered, cached, routed LLM serving on vLLM + Ray Serve.", no_args_is_help=True)
@@ -289,7 +290,7 @@ def _reload(
         live = scaled(stack, driver.overrides()) if driver is not None else {}
         if live:
             console.print(f"[yellow]kept the live scale of {', '.join(live)} (tierserve scale TIER --reset)[/]")
-        ray_serve.run(build_app(stack, live), name="tierserve", route_prefix="/", blocking=False)
+        ray_serve.run(build_app(stack, live), name=APP_NAME, route_prefix="/", blocking=False)
         _wait_healthy(url, ready_timeout)
     except Exception as error:  # a reload that fails must not stop the stack that is serving
         console.print(Text(f"reload failed, the stack keeps running: {error}", style="red"), soft_wrap=True)
@@ -316,7 +317,7 @@ def _serve_until_stopped(stack: StackConfig, config_path: Path, ready_timeout: f
             proxy_location=stack.gateway.proxy_location,
             http_options={"host": stack.gateway.host, "port": stack.gateway.port},
         )
-        ray_serve.run(build_app(stack), name="tierserve", route_prefix="/", blocking=False)
+        ray_serve.run(build_app(stack), name=APP_NAME, route_prefix="/", blocking=False)
         _wait_healthy(url, ready_timeout)
         reload = _ReloadRequest(pid_file)
         elapsed = time.perf_counter() - started

@@ -294,12 +294,17 @@ class GatewayConfig(_Strict):
 
     @field_validator("deployment")
     @classmethod
-    def _surge_first(cls, deployment: DeploymentConfig) -> DeploymentConfig:
-        # A gateway replica is cheap and stateless: unless the config says otherwise, a rolling update starts its
-        # replacements before the old replicas stop, so the ingress always has replicas that are up.
+    def _routed_by_load(cls, deployment: DeploymentConfig) -> DeploymentConfig:
         if deployment.request_router != "power_of_two":
             # Its callers are the HTTP ingress, whose requests carry bytes, not a conversation to match.
             raise ValueError("request_router: prefix_aware is for tiers; the gateway's callers send no prompt")
+        return deployment
+
+    @field_validator("deployment")
+    @classmethod
+    def _surge_first(cls, deployment: DeploymentConfig) -> DeploymentConfig:
+        # A gateway replica is cheap and stateless: unless the config says otherwise, a rolling update starts its
+        # replacements before the old replicas stop, so the ingress always has replicas that are up.
         if "max_surge_percent" not in deployment.model_fields_set:
             return deployment.model_copy(update={"max_surge_percent": 100})
         return deployment
