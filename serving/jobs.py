@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.contract import Endpoint
+from serving.errors import InvalidRequest
 from serving.protocol import ANSWER_NEUTRAL_FIELDS, ChatCompletionRequest, ChatMessage, CompletionRequest
 from serving.tracing import caller_context
 
@@ -45,15 +46,27 @@ MAX_TIER_HEADER = "x-tierserve-max-tier"
 PROMPT_HEADER = "x-tierserve-prompt"
 
 
+PROMPT_FIELD = "tierserve_prompt"
+
+
 def with_request_headers(job: Job, headers: Mapping[str, str]) -> Job:
     """The job with what the request's headers add: routing overrides (x-tierserve-pin-tier /
-    x-tierserve-max-tier, validated against the tiers in `handle`) and the caller's trace context."""
+    x-tierserve-max-tier, validated against the tiers in `handle`), the caller's trace context, and the versioned
+    prompt (the header, or the body's `tierserve_prompt`; both naming different prompts is a 400)."""
+    prompt_ref = headers.get(PROMPT_HEADER) or None
+    if prompt_ref is not None and job.prompt_ref is not None and prompt_ref != job.prompt_ref:
+        raise InvalidRequest(
+            f"The {PROMPT_HEADER} header ({prompt_ref}) and the body's {PROMPT_FIELD} ({job.prompt_ref}) name "
+            "different prompts; send one.",
+            param=PROMPT_FIELD,
+            code="invalid_prompt",
+        )
     return dataclasses.replace(
         job,
         route_pin=headers.get(PIN_TIER_HEADER) or None,
         route_cap=headers.get(MAX_TIER_HEADER) or None,
         trace_headers=caller_context(headers),
-        prompt_ref=headers.get(PROMPT_HEADER) or None,
+        prompt_ref=prompt_ref or job.prompt_ref,
     )
 
 
@@ -78,6 +91,9 @@ def job_from_chat(
     last = users[-1] if users else len(request.messages) - 1
     context = tuple((m.role, _exact_text(m)) for i, m in enumerate(request.messages) if i != last)
     non_text = request.messages[last].non_text_parts()
+    if request.tierserve_prompt is not None:  # the gateway's field: the tier never sees it, the cache key gets
+        data = {k: v for k, v in data.items() if k != PROMPT_FIELD}  # the resolved version from the prompt stage
+        body = json.dumps(data).encode()
     return Job(
         endpoint="chat",
         request_id=request_id,
@@ -92,6 +108,7 @@ def job_from_chat(
         temperature=request.sampled_temperature(),
         max_tokens=request.token_limit(),
         cache_bypass=request.cache_bypass_reason() or ("content_parts" if non_text else None),
+        prompt_ref=request.tierserve_prompt,
     )
 
 
@@ -112,4 +129,5 @@ def job_from_completion(
         temperature=request.sampled_temperature(),
         max_tokens=request.token_limit(),
         cache_bypass=request.cache_bypass_reason(),
+        prompt_ref=request.tierserve_prompt,  # refused by the prompt stage: versioned prompts are for chat
     )

@@ -56,6 +56,9 @@ class _GatewayFields(_Request):
     n: int | None = Field(default=None, ge=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    # tierserve's own field (the openai client's `extra_body`): the versioned system prompt to serve with, like the
+    # x-tierserve-prompt header. The gateway reads it and takes it out of what the tier sees.
+    tierserve_prompt: str | None = Field(default=None, min_length=1, max_length=200)
 
     def include_usage(self) -> bool:
         return self.stream_options is not None and bool(self.stream_options.include_usage)

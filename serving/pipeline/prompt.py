@@ -1,8 +1,9 @@
 """The prompt stage: a request that names a versioned system prompt (`x-tierserve-prompt: name@version`, or
-`name` for its newest approved version) is served with that prompt's text as its first system message. Only an
-approved version serves (403 otherwise); the version becomes part of the cache key and of the audit record, and
-is echoed in `x-tierserve-prompt-version`. Resolved versions are kept here briefly: an approved version never
-changes, and `name` alone follows a new approval within `_NEWEST_TTL_S`."""
+`name` for its newest approved version; or the same in the body's `tierserve_prompt`, the openai client's
+`extra_body`) is served with that prompt's text as its first system message. Only an approved version serves (403
+otherwise); the version becomes part of the cache key and of the audit record, and is echoed in
+`x-tierserve-prompt-version`. Resolved versions are kept here briefly: an approved version never changes, and
+`name` alone follows a new approval within `_NEWEST_TTL_S`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 
 from guards import with_canary
 from serving.errors import Forbidden, InvalidRequest, NotFound
-from serving.jobs import PROMPT_HEADER
+from serving.jobs import PROMPT_FIELD, PROMPT_HEADER
 from serving.pipeline.context import RequestContext
 from serving.prompts import PromptError, PromptStore, PromptVersion, parse_ref
 
@@ -36,7 +37,10 @@ class PromptTemplate:
                 "Versioned prompts need Redis, which this gateway has not.", code="prompts_unavailable"
             )
         if job.endpoint != "chat":
-            raise InvalidRequest(f"{PROMPT_HEADER} applies to chat completions only.", param=PROMPT_HEADER)
+            raise InvalidRequest(
+                f"A versioned prompt ({PROMPT_HEADER} or {PROMPT_FIELD}) applies to chat completions only.",
+                param=PROMPT_FIELD,
+            )
         prompt = await self._resolve(job.prompt_ref)
         body = json.loads(job.body)
         template = with_canary(prompt.template, prompt.ref) if self._canary else prompt.template

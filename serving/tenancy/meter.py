@@ -143,8 +143,10 @@ class Meter:
         if int(reply[0]) == 0:
             scope = limited[int(reply[1])]
             self._metrics.refusals.labels(scope.kind, _text(reply[2])).inc()
-            raise self._refusal(scope, _text(reply[2]), int(reply[3]), prompt_estimate)
-        self._headers(ticket, limited, reply[2:])
+            refusal = self._refusal(scope, _text(reply[2]), int(reply[3]), prompt_estimate)
+            refusal.headers |= _rate_headers([scope], reply[5:9])
+            raise refusal
+        ticket.headers |= _rate_headers(limited, reply[2:])
         return ticket
 
     def _refusal(self, scope: Scope, reason: str, retry_ms: int, prompt: int) -> RateLimited:
@@ -164,26 +166,6 @@ class Meter:
         error = RateLimited(f"{message} Retry after {retry_s} s.", code="rate_limit_exceeded")
         error.headers = {"retry-after": str(retry_s)}
         return error
-
-    def _headers(self, ticket: Ticket, limited: list[Scope], values: list[object]) -> None:
-        """OpenAI's x-ratelimit-* headers from the most constrained scope of each kind."""
-        best: dict[str, tuple[float, int, int]] = {}
-        for i, scope in enumerate(limited):
-            used_requests, reset_requests = float(_text(values[4 * i])), int(values[4 * i + 1])  # type: ignore[call-overload]
-            used_tokens, reset_tokens = float(_text(values[4 * i + 2])), int(values[4 * i + 3])  # type: ignore[call-overload]
-            for kind, limit, used, reset in (
-                ("requests", scope.limits.rpm, used_requests, reset_requests),
-                ("tokens", scope.limits.tpm, used_tokens, reset_tokens),
-            ):
-                if limit is None:
-                    continue
-                remaining = max(0.0, limit - used)
-                if kind not in best or remaining < best[kind][0]:
-                    best[kind] = (remaining, limit, reset)
-        for kind, (remaining, limit, reset) in best.items():
-            ticket.headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-            ticket.headers[f"x-ratelimit-remaining-{kind}"] = str(int(remaining))
-            ticket.headers[f"x-ratelimit-reset-{kind}"] = openai_duration(reset)
 
     def _unreachable(self, ticket: Ticket, error: Exception) -> Ticket:
         if self._config.fails_open(ticket.principal.tenant):
@@ -341,3 +323,27 @@ class Meter:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _rate_headers(limited: list[Scope], values: list[object]) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers from the most constrained scope of each kind; `values` holds four per scope:
+    requests used, requests reset ms, tokens used, tokens reset ms."""
+    best: dict[str, tuple[float, int, int]] = {}
+    for i, scope in enumerate(limited):
+        used_requests, reset_requests = float(_text(values[4 * i])), int(values[4 * i + 1])  # type: ignore[call-overload]
+        used_tokens, reset_tokens = float(_text(values[4 * i + 2])), int(values[4 * i + 3])  # type: ignore[call-overload]
+        for kind, limit, used, reset in (
+            ("requests", scope.limits.rpm, used_requests, reset_requests),
+            ("tokens", scope.limits.tpm, used_tokens, reset_tokens),
+        ):
+            if limit is None:
+                continue
+            remaining = max(0.0, limit - used)
+            if kind not in best or remaining < best[kind][0]:
+                best[kind] = (remaining, limit, reset)
+    headers = {}
+    for kind, (remaining, limit, reset) in best.items():
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(int(remaining))
+        headers[f"x-ratelimit-reset-{kind}"] = openai_duration(reset)
+    return headers

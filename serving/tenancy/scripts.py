@@ -17,7 +17,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # KEYS: per scope its requests window, tokens window and in-flight set (3 keys a scope).
 # ARGV: request id, prompt tokens, lease ms, bucket width ms, buckets, then per scope: rpm, tpm, max concurrent
 # (0: unbounded). Returns {1, now, per scope: requests used, requests reset ms, tokens used, tokens reset ms} or
-# {0, scope index, reason, retry ms, now}.
+# {0, scope index, reason, retry ms, now, then the refused scope's requests used, requests reset ms, tokens used,
+# tokens reset ms}.
 ADMIT = (
     _CLOCK
     + """
@@ -56,21 +57,21 @@ local scopes = #KEYS / 3
 local used = {}
 for s = 0, scopes - 1 do
   local rpm, tpm, maxc = tonumber(ARGV[6 + s * 3]), tonumber(ARGV[7 + s * 3]), tonumber(ARGV[8 + s * 3])
-  local requests, tokens = 0, 0
-  if rpm > 0 then
-    local first
-    requests, first = scan(KEYS[1 + s * 3])
-    if requests + 1 > rpm then return {0, s, 'requests', retry(first), now} end
+  local requests, tokens, rfirst, tfirst = 0, 0, -1, -1
+  if rpm > 0 then requests, rfirst = scan(KEYS[1 + s * 3]) end
+  if tpm > 0 then tokens, tfirst = scan(KEYS[2 + s * 3]) end
+  -- A refusal carries the refused scope's usage too: its 429 has the x-ratelimit-* headers like any answer.
+  local function refuse(reason, ms)
+    return {0, s, reason, ms, now, tostring(requests), retry(rfirst), tostring(tokens), retry(tfirst)}
   end
+  if rpm > 0 and requests + 1 > rpm then return refuse('requests', retry(rfirst)) end
   if tpm > 0 then
-    local first
-    tokens, first = scan(KEYS[2 + s * 3])
-    if prompt > tpm then return {0, s, 'request_too_large', window, now} end
-    if tokens + prompt > tpm then return {0, s, 'tokens', retry(first), now} end
+    if prompt > tpm then return refuse('request_too_large', window) end
+    if tokens + prompt > tpm then return refuse('tokens', retry(tfirst)) end
   end
   if maxc > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[3 + s * 3], '-inf', now)
-    if redis.call('ZCARD', KEYS[3 + s * 3]) >= maxc then return {0, s, 'concurrency', 1000, now} end
+    if redis.call('ZCARD', KEYS[3 + s * 3]) >= maxc then return refuse('concurrency', 1000) end
   end
   used[s] = {requests, tokens}
 end

@@ -43,6 +43,30 @@ async def test_only_an_approved_version_serves_and_it_is_the_first_system_messag
     assert len(approvals) == 2  # every approval is audited
 
 
+async def test_the_body_field_selects_a_prompt_like_the_header(make_stack: StackFactory) -> None:
+    """The openai client's `extra_body={"tierserve_prompt": ...}`: served as the header would be, the field never
+    reaches the tier, and both ways share the cache key; the two naming different prompts is a 400."""
+    stack = await make_stack(admin_key="admin-secret")
+    await stack.client.post("/admin/prompts", json={"name": "faq", "template": "Answer briefly."}, headers=ADMIN)
+    await stack.client.post("/admin/prompts/faq/1/approve", headers=ADMIN)
+    served = await stack.chat(tierserve_prompt="faq@1")
+    assert served.status_code == 200 and served.headers["x-tierserve-prompt-version"] == "faq@1"
+    sent = stack.small.payloads[-1]
+    assert "tierserve_prompt" not in sent and sent["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    by_header = await stack.chat(headers={**ALPHA, "x-tierserve-prompt": "faq@1"})
+    assert by_header.headers["x-tierserve-cache"] == "hit"
+    both = await stack.chat(headers={**ALPHA, "x-tierserve-prompt": "faq"}, tierserve_prompt="faq@1")
+    assert both.status_code == 400 and both.json()["error"]["param"] == "tierserve_prompt"
+    same = await stack.chat(headers={**ALPHA, "x-tierserve-prompt": "faq@1"}, tierserve_prompt="faq@1")
+    assert same.status_code == 200
+    wrong_type = await stack.chat(tierserve_prompt=7)
+    assert wrong_type.status_code in (400, 422) and wrong_type.json()["error"]["param"] == "tierserve_prompt"
+    completion = await stack.client.post(
+        "/v1/completions", json={"model": "small", "prompt": "hi", "tierserve_prompt": "faq@1"}, headers=ALPHA
+    )
+    assert completion.status_code == 400 and completion.json()["error"]["param"] == "tierserve_prompt"
+
+
 async def test_diff_show_list_and_clear_errors(make_stack: StackFactory) -> None:
     stack = await make_stack(admin_key="admin-secret")
     for template in ("Line one.\nLine two.\n", "Line one.\nLine 2.\n"):

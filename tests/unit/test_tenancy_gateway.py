@@ -125,6 +125,12 @@ async def test_requests_per_minute_hold_across_two_gateways(make_stack: StackFac
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
+    # A refusal carries OpenAI's headers too: the limit, nothing left, and when a request is counted out.
+    assert (refused.headers["x-ratelimit-limit-requests"], refused.headers["x-ratelimit-remaining-requests"]) == (
+        "30",
+        "0",
+    )
+    assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
     admitted = [r for r in responses if r.status_code == 200]
     assert {r.headers["x-ratelimit-limit-requests"] for r in admitted} == {"30"}
     remaining = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in admitted)
@@ -143,6 +149,9 @@ async def test_tokens_per_minute_count_prompts_at_admission_and_completions_afte
     assert 400 - 13 - 13 - 60 <= int(second.headers["x-ratelimit-remaining-tokens"]) <= 400 - 13
     responses = [await ask(stack, key, content="a question") for _ in range(40)]
     assert {r.status_code for r in responses} == {200, 429}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["x-ratelimit-limit-tokens"] == "400"
+    assert 0 <= int(refused.headers["x-ratelimit-remaining-tokens"]) < 400 and "retry-after" in refused.headers
     too_large = await ask(stack, key, content="word " * 600)  # about 750 tokens: above the limit alone
     assert too_large.status_code == 429 and "too large" in too_large.json()["error"]["message"]
 
