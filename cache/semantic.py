@@ -101,7 +101,8 @@ class SemanticCache:
         return len(index) if index is not None else 0
 
     async def lookup_exact(self, tenant: str, namespace: str, query: str) -> Lookup | None:
-        """An identical repeat, from Redis alone (no embedding, no index): a hit, or None to go on."""
+        """An identical repeat, from Redis alone (no embedding, no index): a hit, or None to go on. Counted as a
+        hit by `count_exact_hit` once it is answered (a screening stage may still turn it away)."""
         if not self.available():
             return None
         try:
@@ -115,9 +116,11 @@ class SemanticCache:
         except Exception:  # a cache bug must cost a miss, never a failed request
             logger.exception("exact cache lookup failed; going on")
             return None
+        return Lookup(Outcome.HIT, answer=entry.answer, similarity=1.0)
+
+    def count_exact_hit(self) -> None:
         self.counters["hit"] += 1
         self.counters["hit_exact"] += 1
-        return Lookup(Outcome.HIT, answer=entry.answer, similarity=1.0)
 
     async def lookup(self, tenant: str, namespace: str, vector: Vector, query: str = "") -> Lookup:
         if not self.available():
@@ -248,6 +251,7 @@ class SemanticCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
             self._follower = None
+        self._batcher.close()
         await self._store.close()
 
     async def sweep_expired(self) -> int:

@@ -49,6 +49,10 @@ class CachedAnswer(BaseModel):
     chunks: list[str] | None = None
     body: str | None = None
     request_id: str | None = None  # the request that generated it: the lineage of every replay
+    # What the input guard made of the request that generated it (its detectors' fingerprint and the score), so an
+    # identical repeat can be answered before it is screened again: same texts, same detectors, same verdict.
+    guard_fingerprint: str | None = None
+    guard_score: float | None = None
 
     @property
     def text(self) -> str:

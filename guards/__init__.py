@@ -3,6 +3,9 @@ patterns) and system-prompt leakage. Knows nothing of Ray or HTTP; the gateway's
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -36,6 +39,7 @@ __all__ = [
 
 
 Embed = Callable[[str], Awaitable[Any]]
+_SCREENING = 1  # the input screening's own logic (which texts, how scored): bump it when that changes
 
 
 class Guards:
@@ -48,6 +52,11 @@ class Guards:
         self.embed = embed
         self.pii = PiiDetector(config.pii.entities, config.pii.min_score) if config.pii.enabled else None
         self.secrets = SecretDetector() if config.output.secrets else None
+        # What the input screening of a text depends on besides the text: the classifier's weights and the PII
+        # settings. A request screened under the same fingerprint gets the same verdict (cached answers carry it).
+        weights = getattr(self.classifier, "fingerprint", None) or uuid.uuid4().hex  # unknown: never the same
+        screening = json.dumps([_SCREENING, weights, config.pii.model_dump(mode="json")], sort_keys=True)
+        self.fingerprint = hashlib.sha256(screening.encode()).hexdigest()[:16]
 
     def pii_in(self, text: str) -> list[Finding]:
         return self.pii.find(text) if self.pii is not None else []

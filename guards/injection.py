@@ -10,6 +10,7 @@ overlapping windows, the highest taken, so an instruction in the middle of a pag
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
 from collections.abc import Sequence
@@ -109,6 +110,9 @@ class InjectionClassifier:
         self._intercept = intercept
         self.threshold = threshold
         self.meta = meta
+        digest = hashlib.sha256(coef.astype(np.float32).tobytes())
+        digest.update(json.dumps([float(intercept), meta], sort_keys=True, default=str).encode())
+        self.fingerprint = digest.hexdigest()[:16]  # these weights (and features): the same text scores the same
 
     def score(self, texts: Sequence[str], vectors: Vectors | None = None) -> list[float]:
         """P(injection) of each text: the highest over its windows (`vectors`: the texts' embeddings)."""

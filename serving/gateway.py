@@ -35,6 +35,7 @@ from serving.metrics import GatewayMetrics
 from serving.pipeline.admission import Admission
 from serving.pipeline.audit import AuditTrail
 from serving.pipeline.auth import Authenticator
+from serving.pipeline.cache_exact import ExactRepeat
 from serving.pipeline.cache_lookup import CacheLookup
 from serving.pipeline.cache_store import CacheStore
 from serving.pipeline.context import OPEN, Flights, Reply, RequestContext
@@ -308,8 +309,11 @@ def build_gateway(
         raise ValueError("tenancy limits and budgets need Redis (give the gateway a Redis URL)")
     else:
         stages.append(PromptTemplate(None))  # a request naming a prompt gets a clear 400
-    if guards is not None:
-        stages.append(InputGuard(guards))
+    input_guard = InputGuard(guards) if guards is not None else None
+    if cache is not None:  # an identical repeat the guard clears from its first visit is answered before it
+        stages.append(ExactRepeat(cache, versions, respond, input_guard.cleared if input_guard else None))
+    if input_guard is not None:
+        stages.append(input_guard)
     stages += [
         CacheLookup(cache, versions, flights, respond, config.gateway.request_timeout_s),
         Route(config, router, cache),

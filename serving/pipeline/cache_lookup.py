@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Mapping
 
 from cache import CachedAnswer, Outcome, SemanticCache
+from serving.jobs import Job
 from serving.pipeline.context import CacheVisit, Flights, RequestContext, job_namespace
 from serving.pipeline.respond import Respond
 
@@ -46,14 +47,19 @@ class CacheLookup:
         cache, job = self._cache, ctx.job
         if cache is None:
             return CacheVisit(Outcome.BYPASS)
-        reason = job.cache_bypass or ("temperature" if job.temperature > cache.config.max_temperature else None)
+        reason = bypass_reason(cache, job)
         if reason is not None or not cache.available():
             return CacheVisit(Outcome.BYPASS, bypass_reason=reason or "unavailable")
         namespace = job_namespace(job, job.model, self._model_versions)
-        with ctx.stage("cache_exact"):
-            exact = await cache.lookup_exact(job.tenant, namespace, job.query)
-        if exact is not None:  # an identical repeat: answered without embedding anything
-            return CacheVisit(Outcome.HIT, namespace, None, exact.answer, exact.similarity)
+        if ctx.exact is not None:  # looked up before the guards (serving.pipeline.cache_exact)
+            (repeat,) = ctx.exact
+        else:
+            with ctx.stage("cache_exact"):
+                exact = await cache.lookup_exact(job.tenant, namespace, job.query)
+            repeat = exact.answer if exact is not None else None
+        if repeat is not None:  # an identical repeat: answered without embedding anything
+            cache.count_exact_hit()
+            return CacheVisit(Outcome.HIT, namespace, None, repeat, 1.0)
         vector = ctx.embedded.get(job.query)  # the input guard's, when it embedded this text already
         if vector is None:
             with ctx.stage("embed"):
@@ -79,3 +85,8 @@ class CacheLookup:
                 return await asyncio.shield(leader)
         except TimeoutError:
             return None
+
+
+def bypass_reason(cache: SemanticCache, job: Job) -> str | None:
+    """Why this request's answer is neither looked up nor stored (x-tierserve-cache-bypass), or None."""
+    return job.cache_bypass or ("temperature" if job.temperature > cache.config.max_temperature else None)

@@ -26,6 +26,10 @@ class CacheStore:
             visit.flight.set_result(answer)
         if self._cache is None or not visit.storable or visit.namespace is None:
             return
+        if ctx.guard.fingerprint is not None:  # an identical repeat can then be cleared without screening it again
+            answer = answer.model_copy(
+                update={"guard_fingerprint": ctx.guard.fingerprint, "guard_score": ctx.guard.score}
+            )
         with ctx.stage("cache_store"):
             await self._cache.store(
                 job.tenant,

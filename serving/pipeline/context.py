@@ -108,6 +108,7 @@ class GuardRecord:
     route_tier: str | None = None  # the tier a flagged prompt goes to (action route)
     prompt_text: str | None = None  # the redacted prompt, kept for the audit record where the policy says
     answer_text: str | None = None  # the answer as it left, likewise
+    fingerprint: str | None = None  # the input screening's detectors, when they screened this request
 
 
 @dataclass
@@ -134,6 +135,9 @@ class RequestContext:
     usage: tuple[int, int] | None = None  # (prompt tokens, completion tokens) of the answer
     charge: Charge | None = None
     answer: CachedAnswer | None = None  # what was answered (live or replayed), for the audit record
+    # The exact-repeat stage's finding, for the cache stage after the guards: None (not looked up: the cache stage
+    # looks), or what Redis held for the identical request (None inside: nothing).
+    exact: tuple[CachedAnswer | None] | None = None
     error: str | None = None  # the error code of a refused or failed request
     prompt_version: str | None = None  # the versioned system prompt it was served with (name@version)
     guard: GuardRecord = field(default_factory=GuardRecord)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 from typing import Any
 
+from cache import CachedAnswer
 from guards import Finding, Guards, redact
 from serving.errors import ContentPolicyViolation
 from serving.pipeline.context import RequestContext
@@ -44,18 +45,46 @@ class InputGuard:
     def __init__(self, guards: Guards) -> None:
         self._guards = guards
 
+    def cleared(self, ctx: RequestContext, answer: CachedAnswer) -> bool:
+        """An identical repeat of a request screened before by these very detectors (its cached answer carries
+        their fingerprint and the score): the same texts get the same score and no PII (an answer to a prompt with
+        PII is never cached), so the verdict is the tenant's policy today applied to that score, without embedding
+        or scanning again. False when it must be screened anew: other detectors then, no score kept, or a policy
+        that routes it (a routed request is not answered from the cache)."""
+        policy = self._guards.config.policy(ctx.job.tenant)
+        scored = policy.input_action != "off"
+        if answer.guard_fingerprint != self._guards.fingerprint or (scored and answer.guard_score is None):
+            return False
+        limit = policy.input_threshold if policy.input_threshold is not None else self._guards.classifier.threshold
+        if policy.input_action == "route" and answer.guard_score is not None and answer.guard_score >= limit:
+            return False
+        body, record = json.loads(ctx.job.body), ctx.guard
+        messages, _ = self._texts(ctx, body)
+        record.fingerprint, record.score = self._guards.fingerprint, answer.guard_score if scored else None
+        if policy.audit_texts:  # nothing to redact: these detectors found no PII in these texts
+            lines = [f"{m.get('role')}: {_text_of(m.get('content'))}" for m in messages]
+            record.prompt_text = "\n".join(lines) if lines else ctx.job.query
+        self._act(ctx, policy.input_action, policy.input_threshold, policy.input_route_tier)
+        return True
+
+    def _texts(self, ctx: RequestContext, body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+        """The request's messages (chat) and the texts screened (user and tool turns, or the prompt); its system
+        prompts go to the record (the output guard looks for them in the answer)."""
+        if ctx.job.endpoint != "chat":
+            prompt = body.get("prompt")
+            return [], [p for p in (prompt if isinstance(prompt, list) else [prompt]) if isinstance(p, str)]
+        messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+        ctx.guard.system_prompts = [_text_of(m.get("content")) for m in messages if m.get("role") == "system"]
+        return messages, [_text_of(m.get("content")) for m in messages if m.get("role") in _SCREENED_ROLES]
+
     async def run(self, ctx: RequestContext) -> None:
         job, record = ctx.job, ctx.guard
+        if record.fingerprint is not None:
+            return  # screened already (an identical repeat cleared by `cleared`)
         policy = self._guards.config.policy(job.tenant)
         body = json.loads(job.body)
-        if job.endpoint == "chat":
-            messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
-            record.system_prompts = [_text_of(m.get("content")) for m in messages if m.get("role") == "system"]
-            screened = [_text_of(m.get("content")) for m in messages if m.get("role") in _SCREENED_ROLES]
-        else:
-            prompt = body.get("prompt")
-            screened = [p for p in (prompt if isinstance(prompt, list) else [prompt]) if isinstance(p, str)]
-            messages = []
+        messages, screened = self._texts(ctx, body)
+        record.fingerprint = self._guards.fingerprint
         scored = policy.input_action != "off" and bool(screened)
         vectors = await self._vectors(ctx, screened) if scored else None
         with ctx.stage("guard_input"):

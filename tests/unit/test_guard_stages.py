@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from serving.audit import AuditLog, read_records
+from serving.audit import AuditConfig, AuditLog, read_records
 from tests.fakes import FakeTier
 from tests.unit.gateway_stack import ALPHA, BETA, StackFactory
 
@@ -145,3 +145,57 @@ def _audit_config() -> Any:
     from serving.audit.config import AuditConfig
 
     return AuditConfig(fsync=False)
+
+
+class CountingClassifier(KeywordClassifier):
+    """The keyword fake with a fingerprint (its weights' identity) and a count of the texts it scored."""
+
+    def __init__(self, fingerprint: str = "keywords-1") -> None:
+        self.fingerprint = fingerprint
+        self.scored = 0
+
+    def score(self, texts: Sequence[str], vectors: Any = None) -> list[float]:
+        self.scored += len(texts)
+        return super().score(texts, vectors)
+
+
+async def test_an_identical_repeat_is_answered_from_its_first_screening(
+    make_stack: StackFactory, tmp_path: Any
+) -> None:
+    classifier = CountingClassifier()
+    audit = AuditLog(AuditConfig(), tmp_path, "gateway-test")
+    stack = await make_stack(guards=_guards(input_action="flag"), classifier=classifier, audit=audit)
+    first = await stack.chat(content=ATTACK)
+    assert first.headers["x-tierserve-cache"] == "miss" and first.headers["x-tierserve-guard"] == "flag"
+    again = await stack.chat(content=ATTACK)
+    assert again.headers["x-tierserve-cache"] == "hit"
+    assert again.json()["choices"] == first.json()["choices"]
+    # The verdict and score of the first screening, under the same policy; nothing scored or embedded again.
+    assert again.headers["x-tierserve-guard"] == "flag"
+    assert again.headers["x-tierserve-guard-score"] == first.headers["x-tierserve-guard-score"]
+    assert classifier.scored == 1 and stack.small.calls == 1
+    records = [r for r in read_records(tmp_path) if r["kind"] == "request"]
+    assert [(r["cache"], r["guard"]["input"]) for r in records] == [("miss", "flag"), ("hit", "flag")]
+    assert "guard_input" not in records[1]["stages_ms"] and "embed" not in records[1]["stages_ms"]
+
+
+async def test_a_repeat_meets_todays_policy_and_other_detectors_screen_it_again(make_stack: StackFactory) -> None:
+    """Gateways sharing one Redis stand for a policy or weights changed after the answer was cached."""
+    first = await make_stack(guards=_guards(input_action="flag"), classifier=CountingClassifier())
+    assert (await first.chat(content=ATTACK)).headers["x-tierserve-cache"] == "miss"
+    same_weights = CountingClassifier()
+    blocking = await make_stack(guards=_guards(input_action="block"), classifier=same_weights)
+    refused = await blocking.chat(content=ATTACK)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "content_policy_violation"
+    assert same_weights.scored == 0  # blocked on the kept score: today's policy, the first screening's finding
+    routing = await make_stack(
+        guards=_guards(input_action="route", input_route_tier="large"), classifier=CountingClassifier()
+    )
+    routed = await routing.chat(content=ATTACK)
+    assert routed.headers["x-tierserve-guard"] == "route" and routed.headers["x-tierserve-cache"] == "bypass"
+    assert routing.large.calls == 1  # a routed prompt is answered by its tier, never from the cache
+    retrained = CountingClassifier("keywords-2")
+    other = await make_stack(guards=_guards(input_action="flag"), classifier=retrained)
+    replayed = await other.chat(content=ATTACK)
+    assert replayed.headers["x-tierserve-cache"] == "hit" and retrained.scored == 1  # screened anew, then replayed
+    assert other.small.calls == 0
