@@ -106,10 +106,9 @@ class SemanticCache:
         if not self.available():
             return None
         try:
-            entry = await self._store.get_exact(tenant, namespace, query)
+            entry = await self._store.get_exact(tenant, namespace, query)  # and marked as just used
             if entry is None or (entry.tenant, entry.namespace, entry.query) != (tenant, namespace, query):
                 return None
-            await self._store.touch(tenant, entry.entry_id)
         except CacheUnavailable as error:
             self._mark_down(error)
             return None

@@ -101,6 +101,18 @@ def _parse(raw: bytes | str) -> CacheEntry | None:
         return None
 
 
+# KEYS: the exact key (pointer to an entry id), the tenant's LRU set. ARGV: the tenant's entry-key prefix, now.
+# The entry's key is made here from the pointer; a Redis Cluster would need the tenant's keys in one hash slot
+# (docs/operations.md, "Redis Cluster").
+_EXACT_HIT = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+local raw = redis.call('GET', ARGV[1] .. id)
+if raw then redis.call('ZADD', KEYS[2], 'XX', ARGV[2], id) end
+return raw
+"""
+
+
 class CacheStore:
     """Async Redis access; every Redis failure surfaces as CacheUnavailable."""
 
@@ -118,6 +130,7 @@ class CacheStore:
             url, socket_timeout=None, socket_connect_timeout=config.connect_timeout_s
         )
         self._events = f"{self._p}:events"
+        self._exact_hit = self._client.register_script(_EXACT_HIT)
 
     def _entry_key(self, tenant: str, entry_id: str) -> str:
         return f"{self._p}:entry:{tenant}:{entry_id}"
@@ -173,12 +186,10 @@ class CacheStore:
         return [_parse(item) if item is not None else None for item in raw]
 
     async def get_exact(self, tenant: str, namespace: str, query: str) -> CacheEntry | None:
-        """The entry stored for exactly this namespace and query, if there is one."""
-        entry_id = await self._call(self._client.get(self._exact_key(tenant, namespace, query)))
-        if entry_id is None:
-            return None
-        key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        raw = await self._call(self._client.get(self._entry_key(tenant, key)))
+        """The entry stored for exactly this namespace and query, if there is one, marked as just used: one round
+        trip (pointer, entry and LRU mark in one script) where it took three."""
+        keys = [self._exact_key(tenant, namespace, query), self._lru_key(tenant)]
+        raw = await self._call(self._exact_hit(keys=keys, args=[self._entry_key(tenant, ""), time.time()]))
         return _parse(raw) if raw is not None else None
 
     async def touch(self, tenant: str, entry_id: str) -> None:
