@@ -78,10 +78,13 @@ def tenancy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenancyS
         own_redis.stop()
 
 
+def _body(i: int, max_tokens: int) -> dict[str, Any]:
+    return {"model": "small", "messages": [{"role": "user", "content": f"Say hi #{i}"}], "max_tokens": max_tokens}
+
+
 def _ask(url: str, key: str | None, i: int, max_tokens: int = 2) -> httpx.Response:
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    body = {"model": "small", "messages": [{"role": "user", "content": f"Say hi #{i}"}], "max_tokens": max_tokens}
-    return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=300)
+    return httpx.post(f"{url}/v1/chat/completions", json=_body(i, max_tokens), headers=headers, timeout=300)
 
 
 def _burst(url: str, key: str | None, count: int, max_tokens: int = 2) -> list[httpx.Response]:
@@ -104,6 +107,52 @@ def test_requests_per_minute_hold_across_two_gateway_replicas(tenancy_stack: Ten
     )
     # Until now the stack was open; a key exists now, so a request without one is a 401 on every replica.
     assert {r.status_code for r in _burst(tenancy_stack.url, None, 8)} == {401}
+
+
+def test_tokens_per_minute_hold_across_two_gateway_replicas(tenancy_stack: TenancyStack) -> None:
+    """100 concurrent requests against a key whose tokens/min fit about ten of them: prompts are charged at
+    admission (an upper estimate, corrected to vLLM's count after) and completions as they stream, so what the
+    admitted requests used stays within the limit plus the completions in flight."""
+    bodies = [httpx.Request("POST", tenancy_stack.url, json=_body(i, 2)).content for i in range(100)]
+    estimate = max(-(-len(b) // 4) + 4 for b in bodies)  # the gateway's prompt bound: bytes / 4 + 4
+    limit = estimate * 10
+    created = tenancy_stack.keys("create", "--tenant", "tokens", "--tpm", str(limit))
+    responses = _burst(tenancy_stack.url, created["key"], 100)
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(ok) + len(refused) == 100 and len(ok) >= 10, [r.text for r in responses[:3]]
+    used = sum(r.json()["usage"]["total_tokens"] for r in ok)
+    assert used <= limit + 2 * len(ok), (used, limit, len(ok))
+    assert {r.json()["error"]["code"] for r in refused} == {"rate_limit_exceeded"}
+    for r in refused:  # OpenAI's headers on a refusal too: the limit, what is left, when it frees
+        assert int(r.headers["retry-after"]) >= 1 and r.headers["x-ratelimit-limit-tokens"] == str(limit)
+        assert int(r.headers["x-ratelimit-remaining-tokens"]) < estimate
+    assert len({r.headers["x-tierserve-gateway"] for r in ok}) == 2  # both replicas admitted: one limit held
+
+
+def test_the_operator_commands_list_update_rotate_and_report(tenancy_stack: TenancyStack) -> None:
+    created = tenancy_stack.keys("create", "--tenant", "ops", "--rpm", "50", "--name", "ci")
+    key_id = created["id"]
+    listed = tenancy_stack.keys("list", "--tenant", "ops")["data"]
+    assert [(r["id"], r["name"], r["limits"]["rpm"]) for r in listed] == [(key_id, "ci", 50)]
+    assert "ops" in tenancy_stack.cli("keys", "list")  # the table an operator reads
+    updated = tenancy_stack.keys("update", key_id, "--rpm", "2", "--models", "small")
+    assert updated["record"]["limits"]["rpm"] == 2 and updated["record"]["models"] == ["small"]
+    time.sleep(1.0)  # every replica sees the change within a second
+    statuses = [_ask(tenancy_stack.url, created["key"], i).status_code for i in range(3)]
+    assert statuses == [200, 200, 429]
+    tenancy_stack.keys("update", key_id, "--clear", "rpm")
+    rotated = tenancy_stack.keys("rotate", key_id)
+    assert rotated["id"] == key_id and rotated["key"] != created["key"]
+    time.sleep(1.0)
+    assert _ask(tenancy_stack.url, created["key"], 9).status_code == 401  # the old secret is dead everywhere
+    answered = _ask(tenancy_stack.url, rotated["key"], 10)
+    assert answered.status_code == 200 and float(answered.headers["x-tierserve-cost-usd"]) > 0
+    assert float(answered.headers["x-tierserve-saved-usd"]) >= 0  # against the largest tier
+    report = json.loads(tenancy_stack.cli("cost", "report", "--by", "key", "--since", "1h", "--json"))
+    row = next(r for r in report["rows"] if r["group"] == key_id)
+    assert row["requests"] == 4 and row["cost_usd"] > 0  # three before the rotation (one refused) and one after
+    assert "saved by cache" in tenancy_stack.cli("cost", "report", "--by", "tenant")
 
 
 def test_a_budget_race_never_overshoots_and_the_ledger_is_the_spend(tenancy_stack: TenancyStack) -> None:

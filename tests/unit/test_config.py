@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from serving.config import AUTO_MODEL, ConfigError, StackConfig, load_config, parse_config
+from serving.config import AUTO_MODEL, ConfigError, GatewayConfig, StackConfig, admin_key, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -190,3 +191,18 @@ def test_config_error_is_not_a_validation_error_chain(tmp_path: Path) -> None:
         load_config(path)
     # `from None`: the user sees one clean message, not pydantic's traceback.
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_the_admin_key_comes_from_the_environment_or_a_secret_file_never_the_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="admin_key is not read from YAML"):
+        GatewayConfig.model_validate({"admin_key": "a-long-enough-admin-key"})
+    secret = tmp_path / "admin-key"
+    secret.write_text("from-the-mounted-secret-file\n")
+    gateway = GatewayConfig(admin_key_file=secret)
+    assert admin_key(gateway, {}) == "from-the-mounted-secret-file"
+    assert admin_key(gateway, {"TIERSERVE_ADMIN_KEY": "the-environment-wins-0001"}) == "the-environment-wins-0001"
+    assert admin_key(GatewayConfig(), {}) is None  # neither: the admin API is off
+    with pytest.raises(ConfigError, match="at least 16"):
+        admin_key(GatewayConfig(), {"TIERSERVE_ADMIN_KEY": "short"})
+    with pytest.raises(ConfigError, match="cannot read gateway.admin_key_file"):
+        admin_key(GatewayConfig(admin_key_file=tmp_path / "absent"), {})

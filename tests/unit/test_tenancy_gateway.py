@@ -298,3 +298,50 @@ async def test_a_cancelled_stream_is_settled_at_the_tokens_it_used_and_frees_its
     await client.aclose()
     small.release()
     assert (await ask(stack, key, content="next")).status_code == 200
+
+
+async def _budget_fields(redis_url: str, key_prefix: str, key_id: str) -> dict[str, int]:
+    client = aioredis.Redis.from_url(redis_url)
+    fields: dict[str, int] = {}
+    async for name in client.scan_iter(f"{key_prefix}:t:budget:key:{key_id}:*"):
+        fields |= {k.decode(): int(v) for k, v in (await client.hgetall(name)).items()}
+    await client.aclose()
+    return fields
+
+
+async def test_a_failed_and_a_timed_out_stream_are_settled_and_release_what_they_held(
+    make_stack: StackFactory, redis_url: str, key_prefix: str
+) -> None:
+    """The worst case is held while a request runs; a stream that fails midway or passes its deadline gives the
+    hold back and is charged what it streamed (the ledger says so), and its concurrency slot is free again."""
+    failing = FakeTier(["a", "b", "c", "d"], fail="midway")
+    stack = await make_stack(admin_key=ADMIN_KEY, small=failing, cache=False)
+    key, key_id = await create_key(stack, max_concurrent=1, budget_usd=100.0)
+    failed = await ask(stack, key, content="fails", stream=True)
+    assert failed.status_code == 200 and '"error"' in failed.text  # in-band: the stream had begun
+    slow = FakeTier(["a", "b", "c", "d"], hold_after=2)
+    timed = await make_stack(
+        admin_key=ADMIN_KEY, small=slow, cache=False, tier_options={"small": {"reliability": {"total_timeout_s": 0.5}}}
+    )
+    late = await ask(timed, key, content="too slow", stream=True)
+    assert late.status_code == 200 and '"error"' in late.text and "timeout" in late.text.lower()
+    slow.release()
+    fields = await _budget_fields(redis_url, key_prefix, key_id)
+    assert not [name for name in fields if name.startswith("r:")]  # nothing still held
+    report = (await stack.client.get("/admin/cost", params={"by": "key"}, headers=ADMIN)).json()
+    row = next(r for r in report["rows"] if r["group"] == key_id)
+    assert row["requests"] == 2 and row["completion_tokens"] == 1 + 2  # what each streamed before it ended
+    assert fields["spent"] == round(row["cost_usd"] * 1e6)  # the budget holds exactly the ledger's spend
+    client = aioredis.Redis.from_url(redis_url)
+    assert await client.zcard(f"{key_prefix}:t:inflight:key:{key_id}") == 0
+    await client.aclose()
+
+
+async def test_a_larger_limit_holds_within_two_percent_across_two_gateways(make_stack: StackFactory) -> None:
+    """The issue's bound at larger limits (±2 %): 400 concurrent requests against 300 a minute."""
+    first = await make_stack(admin_key=ADMIN_KEY, cache=False, tier_options=NO_SHED)
+    second = await make_stack(admin_key=ADMIN_KEY, cache=False, tier_options=NO_SHED)
+    key, _ = await create_key(first, rpm=300)
+    responses = await asyncio.gather(*(ask((first, second)[i % 2], key, content=f"q{i}") for i in range(400)))
+    admitted = [r.status_code for r in responses].count(200)
+    assert abs(admitted - 300) <= 6 and [r.status_code for r in responses].count(429) == 400 - admitted
