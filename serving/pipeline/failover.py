@@ -36,11 +36,14 @@ class Failover:
         chain = [tier, *self._reliability[tier].fallback]
         failure: ServingError | None = None
         waits: list[float] = []
+        skipped: list[str] = []
         for candidate in chain:
             try:
                 await self._with_retries(ctx, candidate, attempt)
             except BreakerOpen as error:
                 waits.append(error.retry_after_s)
+                skipped.append(candidate)
+                ctx.trace.set(breaker_open=",".join(skipped))  # the tiers whose breaker turned it away uncalled
                 failure = TierUnavailable(str(error), code="circuit_open")
                 continue
             except ServingError as error:

@@ -206,3 +206,15 @@ def test_the_trace_benchmark_runs_both_modes() -> None:
             figures = result[f"{mode}_{kind}"]
             assert figures["p50_us"] > 0 and figures["p99_us"] >= figures["p50_us"]
     assert {"overhead_otlp_json_p50_us", "overhead_otlp10_stream_p50_us"} <= set(result)
+
+
+async def test_the_trace_names_the_open_breaker_and_the_fallback(
+    make_stack: StackFactory, tracer: Tracer, spans: InMemorySpanExporter
+) -> None:
+    options = {"reliability": {"retries": 0, "fallback": ["small"], "breaker": {"failures": 1, "open_s": 30}}}
+    stack = await make_stack(large=FakeTier(fail="start"), cache=False, tracer=tracer, tier_options={"large": options})
+    assert (await stack.chat(model="large")).headers["x-tierserve-fallback-from"] == "large"  # opens the breaker
+    spans.clear()
+    assert (await stack.chat(model="large")).status_code == 200
+    attributes = dict(request_span(spans).attributes or {})
+    assert attributes["tierserve.breaker_open"] == "large" and attributes["tierserve.fallback_from"] == "large"
