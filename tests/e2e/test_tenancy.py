@@ -110,24 +110,25 @@ def test_requests_per_minute_hold_across_two_gateway_replicas(tenancy_stack: Ten
 
 
 def test_tokens_per_minute_hold_across_two_gateway_replicas(tenancy_stack: TenancyStack) -> None:
-    """100 concurrent requests against a key whose tokens/min fit about ten of them: prompts are charged at
-    admission (an upper estimate, corrected to vLLM's count after) and completions as they stream, so what the
-    admitted requests used stays within the limit plus the completions in flight."""
-    bodies = [httpx.Request("POST", tenancy_stack.url, json=_body(i, 2)).content for i in range(100)]
-    estimate = max(-(-len(b) // 4) + 4 for b in bodies)  # the gateway's prompt bound: bytes / 4 + 4
-    limit = estimate * 10
+    """100 concurrent requests against a key whose tokens/min fit ten of their prompts: a prompt is charged at
+    admission by its size (about four bytes a token, corrected to vLLM's count when the answer ends), so the
+    prompts admitted across both replicas never add up to more than the limit."""
+    estimates = [
+        -(-len(httpx.Request("POST", tenancy_stack.url, json=_body(i, 2)).content) // 4) + 4 for i in range(100)
+    ]
+    limit = max(estimates) * 10
     created = tenancy_stack.keys("create", "--tenant", "tokens", "--tpm", str(limit))
     responses = _burst(tenancy_stack.url, created["key"], 100)
-    ok = [r for r in responses if r.status_code == 200]
+    ok = [i for i, r in enumerate(responses) if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
-    assert len(ok) + len(refused) == 100 and len(ok) >= 10, [r.text for r in responses[:3]]
-    used = sum(r.json()["usage"]["total_tokens"] for r in ok)
-    assert used <= limit + 2 * len(ok), (used, limit, len(ok))
+    assert len(ok) + len(refused) == 100, [r.text for r in responses[:3]]
+    # At most ten: fewer when an early answer's correction (vLLM counts the chat template too) lands first.
+    assert 1 <= len(ok) <= 10 and sum(estimates[i] for i in ok) <= limit, (len(ok), limit)
     assert {r.json()["error"]["code"] for r in refused} == {"rate_limit_exceeded"}
     for r in refused:  # OpenAI's headers on a refusal too: the limit, what is left, when it frees
         assert int(r.headers["retry-after"]) >= 1 and r.headers["x-ratelimit-limit-tokens"] == str(limit)
-        assert int(r.headers["x-ratelimit-remaining-tokens"]) < estimate
-    assert len({r.headers["x-tierserve-gateway"] for r in ok}) == 2  # both replicas admitted: one limit held
+        assert int(r.headers["x-ratelimit-remaining-tokens"]) < max(estimates)
+    assert len({responses[i].headers["x-tierserve-gateway"] for i in ok}) == 2  # both replicas: one limit held
 
 
 def test_the_operator_commands_list_update_rotate_and_report(tenancy_stack: TenancyStack) -> None:
@@ -151,7 +152,8 @@ def test_the_operator_commands_list_update_rotate_and_report(tenancy_stack: Tena
     assert float(answered.headers["x-tierserve-saved-usd"]) >= 0  # against the largest tier
     report = json.loads(tenancy_stack.cli("cost", "report", "--by", "key", "--since", "1h", "--json"))
     row = next(r for r in report["rows"] if r["group"] == key_id)
-    assert row["requests"] == 4 and row["cost_usd"] > 0  # three before the rotation (one refused) and one after
+    # Two answered before the rotation and one after; the request refused at admission did no work, bills nothing.
+    assert row["requests"] == 3 and row["cost_usd"] > 0
     assert "saved by cache" in tenancy_stack.cli("cost", "report", "--by", "tenant")
 
 
