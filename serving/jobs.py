@@ -39,6 +39,7 @@ class Job:
     trace_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # A versioned system prompt to serve this request with (x-tierserve-prompt: name@version, or name).
     prompt_ref: str | None = None
+    prompt_in_body: bool = False  # named by the body's tierserve_prompt, not the header (errors name what was sent)
 
 
 PIN_TIER_HEADER = "x-tierserve-pin-tier"
@@ -67,6 +68,7 @@ def with_request_headers(job: Job, headers: Mapping[str, str]) -> Job:
         route_cap=headers.get(MAX_TIER_HEADER) or None,
         trace_headers=caller_context(headers),
         prompt_ref=prompt_ref or job.prompt_ref,
+        prompt_in_body=prompt_ref is None and job.prompt_ref is not None,
     )
 
 
@@ -109,6 +111,7 @@ def job_from_chat(
         max_tokens=request.token_limit(),
         cache_bypass=request.cache_bypass_reason() or ("content_parts" if non_text else None),
         prompt_ref=request.tierserve_prompt,
+        prompt_in_body=request.tierserve_prompt is not None,
     )
 
 
@@ -130,4 +133,5 @@ def job_from_completion(
         max_tokens=request.token_limit(),
         cache_bypass=request.cache_bypass_reason(),
         prompt_ref=request.tierserve_prompt,  # refused by the prompt stage: versioned prompts are for chat
+        prompt_in_body=request.tierserve_prompt is not None,
     )

@@ -41,7 +41,7 @@ class PromptTemplate:
                 f"A versioned prompt ({PROMPT_HEADER} or {PROMPT_FIELD}) applies to chat completions only.",
                 param=PROMPT_FIELD,
             )
-        prompt = await self._resolve(job.prompt_ref)
+        prompt = await self._resolve(job.prompt_ref, PROMPT_FIELD if job.prompt_in_body else PROMPT_HEADER)
         body = json.loads(job.body)
         template = with_canary(prompt.template, prompt.ref) if self._canary else prompt.template
         body["messages"] = [{"role": "system", "content": template}, *body.get("messages", [])]
@@ -55,7 +55,7 @@ class PromptTemplate:
         ctx.headers["x-tierserve-prompt-version"] = prompt.ref
         ctx.trace.set(prompt_version=prompt.ref)
 
-    async def _resolve(self, ref: str) -> PromptVersion:
+    async def _resolve(self, ref: str, param: str) -> PromptVersion:
         assert self._store is not None
         kept = self._resolved.get(ref)
         if kept is not None and (kept[1].approved and "@" in ref or time.monotonic() - kept[0] < _NEWEST_TTL_S):
@@ -64,15 +64,15 @@ class PromptTemplate:
             name, version = parse_ref(ref)
             prompt = await self._store.resolve(ref)
         except PromptError as error:
-            raise InvalidRequest(str(error), param=PROMPT_HEADER, code="invalid_prompt") from None
+            raise InvalidRequest(str(error), param=param, code="invalid_prompt") from None
         if prompt is None:
             what = f"version {version} of prompt '{name}'" if version else f"an approved version of prompt '{name}'"
-            raise NotFound(f"There is no {what}.", param=PROMPT_HEADER, code="prompt_not_found")
+            raise NotFound(f"There is no {what}.", param=param, code="prompt_not_found")
         if not prompt.approved:
             raise Forbidden(
                 f"Prompt {prompt.ref} is not approved; an admin approves it with `tierserve prompts approve "
                 f"{prompt.name} {prompt.version}`.",
-                param=PROMPT_HEADER,
+                param=param,
                 code="prompt_not_approved",
             )
         self._resolved[ref] = (time.monotonic(), prompt)

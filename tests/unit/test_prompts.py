@@ -59,6 +59,8 @@ async def test_the_body_field_selects_a_prompt_like_the_header(make_stack: Stack
     assert both.status_code == 400 and both.json()["error"]["param"] == "tierserve_prompt"
     same = await stack.chat(headers={**ALPHA, "x-tierserve-prompt": "faq@1"}, tierserve_prompt="faq@1")
     assert same.status_code == 200
+    unknown = await stack.chat(tierserve_prompt="faq@9")
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "tierserve_prompt"  # what was sent
     wrong_type = await stack.chat(tierserve_prompt=7)
     assert wrong_type.status_code in (400, 422) and wrong_type.json()["error"]["param"] == "tierserve_prompt"
     completion = await stack.client.post(
