@@ -1,7 +1,8 @@
 """The exact-repeat stage: a request identical to one already answered (same tenant, model, context, parameters and
 question) is answered from Redis before the guards embed and scan it, when the input guard clears it from what it
 found the first time (`InputGuard.cleared`: same texts and detectors, same verdict, under today's policy). Without
-that, or when the guard must look again, the finding waits for the cache stage after the guards.
+that, or when the guard must look again, the finding waits for the cache stage after the guards (the one lookup
+of the exact key).
 
 Why it goes first: the injection classifier embeds every user message (~11 ms on 2 cores); an identical repeat
 answered after it cost 22 ms instead of 2 (docs/cache-benchmarks.md)."""
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from cache import CachedAnswer, Outcome, SemanticCache
-from serving.pipeline.cache_lookup import bypass_reason
+from serving.pipeline.cache_lookup import answer_from_cache, bypass_reason
 from serving.pipeline.context import CacheVisit, RequestContext, job_namespace
 from serving.pipeline.respond import Respond
 
@@ -47,5 +48,4 @@ class ExactRepeat:
         cache.count_exact_hit()
         ctx.visit = CacheVisit(Outcome.HIT, namespace, None, answer, 1.0)
         ctx.trace.set(cache="hit", similarity=1.0)
-        ctx.headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": answer.tier, "x-tierserve-similarity": "1.0000"}
-        ctx.reply = self._respond.replay(ctx, answer)
+        answer_from_cache(ctx, self._respond, answer, 1.0)

@@ -34,10 +34,7 @@ class CacheLookup:
         visit = ctx.visit = await self._visit(ctx)
         ctx.trace.set(cache=visit.outcome.value if visit.answer is None else "hit", similarity=visit.similarity)
         if visit.answer is not None:
-            ctx.headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": visit.answer.tier}
-            if visit.similarity is not None:
-                ctx.headers["x-tierserve-similarity"] = f"{visit.similarity:.4f}"
-            ctx.reply = self._respond.replay(ctx, visit.answer)
+            answer_from_cache(ctx, self._respond, visit.answer, visit.similarity)
             return
         ctx.headers["x-tierserve-cache"] = visit.outcome.value
         if visit.bypass_reason is not None:
@@ -51,12 +48,9 @@ class CacheLookup:
         if reason is not None or not cache.available():
             return CacheVisit(Outcome.BYPASS, bypass_reason=reason or "unavailable")
         namespace = job_namespace(job, job.model, self._model_versions)
-        if ctx.exact is not None:  # looked up before the guards (serving.pipeline.cache_exact)
-            (repeat,) = ctx.exact
-        else:
-            with ctx.stage("cache_exact"):
-                exact = await cache.lookup_exact(job.tenant, namespace, job.query)
-            repeat = exact.answer if exact is not None else None
+        # The identical repeat was looked up before the guards (serving.pipeline.cache_exact), which left it here
+        # when the input guard had to screen it first.
+        repeat = ctx.exact[0] if ctx.exact is not None else None
         if repeat is not None:  # an identical repeat: answered without embedding anything
             cache.count_exact_hit()
             return CacheVisit(Outcome.HIT, namespace, None, repeat, 1.0)
@@ -90,3 +84,11 @@ class CacheLookup:
 def bypass_reason(cache: SemanticCache, job: Job) -> str | None:
     """Why this request's answer is neither looked up nor stored (x-tierserve-cache-bypass), or None."""
     return job.cache_bypass or ("temperature" if job.temperature > cache.config.max_temperature else None)
+
+
+def answer_from_cache(ctx: RequestContext, respond: Respond, answer: CachedAnswer, similarity: float | None) -> None:
+    """A hit (identical or similar) is the reply: its headers, and the answer replayed."""
+    ctx.headers |= {"x-tierserve-cache": "hit", "x-tierserve-tier": answer.tier}
+    if similarity is not None:
+        ctx.headers["x-tierserve-similarity"] = f"{similarity:.4f}"
+    ctx.reply = respond.replay(ctx, answer)

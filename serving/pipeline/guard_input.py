@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cache import CachedAnswer
@@ -26,6 +27,12 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def _audit_text(messages: list[dict[str, Any]], query: str, redactor: Callable[[str], str]) -> str:
+    """The prompt as the audit record keeps it (audit_texts): each message as `role: text`, PII redacted."""
+    lines = [f"{m.get('role')}: {redactor(_text_of(m.get('content')))}" for m in messages]
+    return "\n".join(lines) if lines else redactor(query)
 
 
 def _redacted_content(content: Any, redactor: Any) -> Any:
@@ -62,8 +69,7 @@ class InputGuard:
         messages, _ = self._texts(ctx, body)
         record.fingerprint, record.score = self._guards.fingerprint, answer.guard_score if scored else None
         if policy.audit_texts:  # nothing to redact: these detectors found no PII in these texts
-            lines = [f"{m.get('role')}: {_text_of(m.get('content'))}" for m in messages]
-            record.prompt_text = "\n".join(lines) if lines else ctx.job.query
+            record.prompt_text = _audit_text(messages, ctx.job.query, lambda text: text)
         self._act(ctx, policy.input_action, policy.input_threshold, policy.input_route_tier)
         return True
 
@@ -79,8 +85,6 @@ class InputGuard:
 
     async def run(self, ctx: RequestContext) -> None:
         job, record = ctx.job, ctx.guard
-        if record.fingerprint is not None:
-            return  # screened already (an identical repeat cleared by `cleared`)
         policy = self._guards.config.policy(job.tenant)
         body = json.loads(job.body)
         messages, screened = self._texts(ctx, body)
@@ -112,8 +116,7 @@ class InputGuard:
                 changes |= {"body": json.dumps(body).encode(), "query": redactor(job.query)}
             ctx.job = dataclasses.replace(job, **changes)
         if policy.audit_texts:
-            lines = [f"{m.get('role')}: {redactor(_text_of(m.get('content')))}" for m in messages]
-            record.prompt_text = "\n".join(lines) if lines else redactor(job.query)
+            record.prompt_text = _audit_text(messages, job.query, redactor)
         self._act(ctx, policy.input_action, policy.input_threshold, policy.input_route_tier)
 
     async def _vectors(self, ctx: RequestContext, texts: list[str]) -> list[Any] | None:
