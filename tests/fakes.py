@@ -40,8 +40,9 @@ class FakeTier:
     or one whole response when the request does not stream).
 
     - `pieces`: the deltas of the answer (one completion token each); `finish_reason`: "stop" or "length".
-    - `fail="start"` raises before any event, `fail="midway"` raises after the first delta; `fail_first=k` raises
-      before any event on the first k calls only (a replica that died and was replaced).
+    - `fail="start"` raises before any event, `fail="opening"` after the start event and the role chunk (before any
+      text), `fail="midway"` after the first delta; `fail_first=k` raises before any event on the first k calls
+      only (a replica that died and was replaced).
     - `error`: yield this failure (e.g. context_length_exceeded) right after being called, or, with
       `error_after=k`, after the start event and k deltas (an engine failing mid-answer).
     - `hold_after`: after that many deltas, set `holding` and wait until `release()` (a slow model).
@@ -65,7 +66,7 @@ class FakeTier:
         probe_ok: bool = True,
         probe_raises: bool = False,
     ) -> None:
-        if fail not in (None, "start", "midway"):
+        if fail not in (None, "start", "opening", "midway"):
             raise ValueError(f"unknown failure mode {fail!r}")
         self.pieces = list(pieces)
         self.prompt_tokens = prompt_tokens
@@ -136,6 +137,8 @@ class FakeTier:
             if stream:
                 for chunk in formatter.opening():
                     yield TierDelta(data=_payload(chunk))
+            if self.fail == "opening":
+                raise FakeTierDown("replica died before its first token")
             for count, piece in enumerate(self.pieces, start=1):
                 if self.error is not None and count > (self.error_after or 0):
                     yield self.error

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class LiveCall:
     deadline: float  # event-loop time
     span: trace.Span | None = None  # the `generate` stage, ended with the call
     first_token_deadline: float | None = None  # until the first text (or the end); cleared once it came
+    # Events already read and counted (while deciding whether to retry or escalate), handed out again first.
+    replay: deque[TierEvent] = field(default_factory=deque)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The dispatch stage: the typed request goes to the chosen tier, and the gateway waits for the tier to accept it
 before any header leaves (a refusal is still a proper HTTP error). Until that first event nothing has reached the
 client, so the failover (serving/pipeline/failover.py) may retry the call or move it down the tier's fallback
-chain. A routed request whose tier fails, or stops at max_tokens with nothing said, is escalated once to the next
-tier up. Every way a tier can fail becomes a ServingError here; a client error keeps its 4xx and is never retried."""
+chain; the dispatch reads up to the first token for that reason. A routed request whose tier fails, or stops
+at max_tokens with nothing said, is escalated once to the next tier up. Every way a tier can fail becomes a
+ServingError here; a client error keeps its 4xx and is never retried."""
 
 from __future__ import annotations
 
@@ -31,19 +32,6 @@ class TierClient(Protocol):
     def generate(self, request: TierRequest) -> AsyncIterator[TierEvent]: ...
 
     async def probe(self) -> ProbeResult: ...
-
-
-async def replay_then(buffered: list[TierEvent], rest: AsyncIterator[TierEvent]) -> AsyncIterator[TierEvent]:
-    """Events already read (while deciding whether to escalate), then the rest of the tier's stream."""
-    try:
-        for event in buffered:
-            yield event
-        async for event in rest:
-            yield event
-    finally:
-        close = getattr(rest, "aclose", None)
-        if close is not None:
-            await close()
 
 
 class Dispatch:
@@ -89,21 +77,22 @@ class Dispatch:
         """One call to `tier` up to its first event (the failover wraps it in the tier's breaker and retries)."""
         if ctx.call is not None:  # the previous attempt's call failed: end its span and stream
             await self._close(ctx.call, "retried")
+            ctx.ttft = None  # the failed attempt's role chunk is not this answer's first token
         settings = self._reliability[tier]
         now = asyncio.get_running_loop().time()
         ctx.tier = tier
         ctx.call = self._start(ctx, tier, now + (settings.total_timeout_s or self._timeout_s))
         if settings.first_token_timeout_s is not None:
             ctx.call.first_token_deadline = now + settings.first_token_timeout_s
+        # Read up to the first token here, where a failure can still be retried or fall back: nothing has left
+        # for the client. vLLM's first chunk (the role, no text) comes with the first token, so waiting for the
+        # token delays no header; a replica lost between the two is then a retry, not an answer that ends in an
+        # error before its first word. What was read is replayed.
         ctx.first = await self.next_event(ctx)
-        if ctx.call.first_token_deadline is not None:
-            # A first-token deadline: read up to the first token here, where a miss can still be retried or
-            # fall back (nothing has left for the client); what was read is replayed.
-            buffered = [ctx.first]
-            while not _first_token(buffered[-1]):
-                buffered.append(await self.next_event(ctx))
-            ctx.first, rest = buffered[0], buffered[1:]
-            ctx.call.events = replay_then(rest, ctx.call.events)
+        read = [ctx.first]
+        while not _first_token(read[-1]):
+            read.append(await self.next_event(ctx))
+        ctx.call.replay.extend(read[1:])
 
     def _start(self, ctx: RequestContext, tier: str, deadline: float) -> LiveCall:
         """Start generating on `tier`; its `generate` span is the parent the tier's engine sees."""
@@ -124,6 +113,8 @@ class Dispatch:
         """The tier's next event; every way a tier can fail becomes a ServingError."""
         call = ctx.call
         assert call is not None
+        if call.replay:
+            return call.replay.popleft()
         limit = call.deadline if call.first_token_deadline is None else min(call.deadline, call.first_token_deadline)
         try:
             async with asyncio.timeout_at(limit):
@@ -173,15 +164,19 @@ class Dispatch:
     async def _settle(self, ctx: RequestContext) -> None:
         """Read until the first text (or the end) before answering: an empty answer cut at max_tokens raises
         EmptyAnswer while it can still be retried on the next tier. What was read is replayed."""
-        assert ctx.call is not None
-        buffered: list[TierEvent] = [] if ctx.first is None else [ctx.first]
-        while not buffered or not _settled(buffered[-1]):
-            buffered.append(await self.next_event(ctx))
-        last = buffered[-1]
+        call = ctx.call
+        assert call is not None
+        if ctx.first is None:
+            ctx.first = await self.next_event(ctx)
+        # Up to the first text, counting what the first-token read left to replay.
+        read = [ctx.first, *call.replay]
+        call.replay.clear()
+        while not _settled(read[-1]):
+            read.append(await self.next_event(ctx))
+        last = read[-1]
         if isinstance(last, TierFinished) and last.finish_reason == "length" and not last.text:
             raise EmptyAnswer()
-        ctx.first, rest = buffered[0], buffered[1:]
-        ctx.call.events = replay_then(rest, ctx.call.events)
+        call.replay.extend(read[1:])
 
     async def _escalate(self, ctx: RequestContext, target: str, error: ServingError | EmptyAnswer) -> None:
         assert ctx.call is not None

@@ -72,6 +72,9 @@ def _cluster_config(folder: Path, redis_url: str) -> Path:
     tiers = {tier["name"]: tier for tier in config["tiers"]}
     tiers["small"]["deployment"]["resources"] = {"tier_small": 1}
     tiers["large"]["deployment"]["resources"] = {"tier_large": 1}
+    # As an operator would: a request the small tier cannot start (its replica's node just died, the router has
+    # not noticed yet) moves to the large tier once its retries are spent.
+    tiers["small"]["reliability"] = {"fallback": ["large"]}
     config["cache"]["redis"] = {"url": redis_url}
     # One gateway per node that carries `ingress`; Ray Serve's own proxy on the head only, since all four nodes
     # share this machine's address and port.

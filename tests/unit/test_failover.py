@@ -34,6 +34,23 @@ async def test_a_call_that_fails_before_its_first_byte_is_retried(make_stack: St
     assert sample(stack, "tierserve_retries_total", tier="small", outcome="retried") == 1
 
 
+async def test_a_replica_lost_after_accepting_but_before_its_first_token_is_retried(
+    make_stack: StackFactory,
+) -> None:
+    """The tier had said it started (and sent vLLM's role chunk), but no text: nothing has reached the client, so
+    the request moves to the fallback and is answered whole, streamed or not."""
+    large = FakeTier(["lost"], fail="opening")
+    small = FakeTier(["Paris."])
+    options = quick(retries=1, fallback=["small"], failures=10)
+    stack = await make_stack(small=small, large=large, cache=False, tier_options={"large": options})
+    for stream in (False, True):
+        response = await stack.chat(model="large", stream=stream)
+        assert response.status_code == 200, response.text
+        assert '"error"' not in response.text and "Paris." in response.text
+        assert response.headers["x-tierserve-fallback-from"] == "large"
+    assert large.calls == 4 and large.closed == 4  # each request: a try and a retry, then the chain
+
+
 async def test_a_client_error_is_never_retried_nor_sent_elsewhere(make_stack: StackFactory) -> None:
     small = FakeTier(error=FakeTier.context_length_error())
     large = FakeTier()

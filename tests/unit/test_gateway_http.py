@@ -941,7 +941,9 @@ async def test_identical_concurrent_misses_generate_once(make_stack: StackFactor
 async def test_followers_generate_themselves_when_the_leader_fails(make_stack: StackFactory) -> None:
     died = {"event": "error", "status": 503, "code": "engine_dead", "message": "engine died"}
     small = FakeTier(["Paris", ".", "!"], hold_after=1, error=died, error_after=2)  # holds, then dies
-    stack = await make_stack(small=small, raise_app_exceptions=False)
+    # No retries: the engine dies before the first token, which would otherwise be retried (test_failover.py).
+    no_retries = {"small": {"reliability": {"retries": 0}}}
+    stack = await make_stack(small=small, raise_app_exceptions=False, tier_options=no_retries)
     leader = asyncio.create_task(stack.chat())
     await asyncio.wait_for(small.holding.wait(), 5)
     follower = asyncio.create_task(stack.chat())
