@@ -61,6 +61,9 @@ from serving.tenancy import KeyDirectory, KeyStore, Meter, Principal
 from serving.tenancy.pricing import Prices
 from serving.tenancy.windows import to_usd
 
+# What an error response carries of its request's headers: what names it in the audit log and the traces.
+_IDENTITY_HEADERS = ("x-request-id", "x-tierserve-gateway", "x-tierserve-trace-id")
+
 __all__ = ["GatewayService", "Stage", "TierClient", "build_gateway"]
 
 
@@ -202,6 +205,9 @@ class GatewayService:
             if ctx.call is not None and not error.counted:  # failed on its tier: counted with it
                 self._observe.count_failure(ctx, error)
             ctx.status, ctx.error = error.status, error.code or type(error).__name__
+            for name in _IDENTITY_HEADERS:  # an error names its request too (its audit record, its trace)
+                if name in ctx.headers:
+                    error.headers.setdefault(name, ctx.headers[name])
             error.audited = self.audit is not None
             ctx.trace.end(error.status, error.code or type(error).__name__)
             await asyncio.shield(ctx.close())

@@ -125,6 +125,9 @@ async def test_requests_per_minute_hold_across_two_gateways(make_stack: StackFac
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
+    # Each refusal names its request, as an answer does (the id its audit record and logs carry).
+    refusal_ids = [r.headers["x-request-id"] for r in responses if r.status_code == 429]
+    assert len(set(refusal_ids)) == 70 and all(refusal_ids)
     # A refusal carries OpenAI's headers too: the limit, nothing left, and when a request is counted out.
     assert (refused.headers["x-ratelimit-limit-requests"], refused.headers["x-ratelimit-remaining-requests"]) == (
         "30",
