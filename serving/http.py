@@ -128,7 +128,10 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
             _count_refusal(request, error.status)
         if not error.audited:
             await _audit_refusal(request, error.status, error.code)
-        return JSONResponse(error.body(), status_code=error.status, headers=error.headers or None)
+        headers = dict(error.headers)
+        if not echo_request_id:
+            headers.pop("x-request-id", None)
+        return JSONResponse(error.body(), status_code=error.status, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_parameter(request: Request, error: RequestValidationError) -> JSONResponse:
