@@ -1,8 +1,9 @@
-"""Failover before the first byte: a call to a tier that fails before its first event (a dead replica or engine,
+"""Failover before the first byte: a call to a tier that fails before its first token (a dead replica or engine,
 the first-token deadline) is retried on the same tier with jittered exponential backoff (tenacity), within the
 retry budget, and then moves down the tier's fallback chain (`tiers[].reliability.fallback`, pinned models too);
 a tier whose circuit breaker is open is skipped without a call. When every tier of the chain is open the request
-is a 503 with Retry-After. A client error (4xx) is the request's own fault and is never retried."""
+is a 503 with Retry-After. A client error (4xx) is the request's own fault and is never retried, nor is a request
+whose total deadline passed before its first token."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ from collections.abc import Awaitable, Callable
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
 
 from serving.config import StackConfig
-from serving.errors import ServingError, TierUnavailable
+from serving.errors import GatewayTimeout, ServingError, TierUnavailable
 from serving.pipeline.context import RequestContext
 from serving.reliability import BreakerOpen, Breakers, RetryBudget
 
 logger = logging.getLogger(__name__)
 
 Attempt = Callable[[RequestContext, str], Awaitable[None]]  # one call to a tier, up to its first event
+
+
+def _final(error: ServingError) -> bool:
+    """Neither retried nor sent down the chain: a client error (every tier would refuse it), or the request's whole
+    time spent waiting (a call that reads up to its first token can reach the total deadline there). A missed
+    first-token deadline is the tier's slowness, and the chain may still answer in time."""
+    return error.status < 500 or (isinstance(error, GatewayTimeout) and error.code != "first_token_timeout")
 
 
 class Failover:
@@ -47,8 +55,8 @@ class Failover:
                 failure = TierUnavailable(str(error), code="circuit_open")
                 continue
             except ServingError as error:
-                if error.status < 500:
-                    raise  # the request's own fault: every tier would refuse it
+                if _final(error):
+                    raise  # the request's own fault, or its time spent: no other tier would help
                 failure = error
                 continue
             if candidate != tier:
@@ -74,7 +82,7 @@ class Failover:
 
         def retry(state: RetryCallState) -> bool:
             error = state.outcome.exception() if state.outcome is not None else None
-            if not isinstance(error, ServingError) or isinstance(error, BreakerOpen) or error.status < 500:
+            if not isinstance(error, ServingError) or isinstance(error, BreakerOpen) or _final(error):
                 return False
             if state.attempt_number > settings.retries:
                 return False

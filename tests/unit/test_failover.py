@@ -135,6 +135,21 @@ async def test_without_a_fallback_a_missed_first_token_is_a_504(make_stack: Stac
     large.release()
 
 
+async def test_a_request_past_its_total_deadline_before_its_first_token_is_neither_retried_nor_sent_on(
+    make_stack: StackFactory,
+) -> None:
+    """The whole time was spent waiting: another try or another tier would only make the client wait longer."""
+    large = FakeTier(["never"], hold_after=0)
+    small = FakeTier(["too late"])
+    options = quick(retries=2, fallback=["small"])
+    options["reliability"]["total_timeout_s"] = 0.2
+    stack = await make_stack(small=small, large=large, cache=False, tier_options={"large": options})
+    response = await stack.chat(model="large")
+    assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
+    assert large.calls == 1 and small.calls == 0
+    large.release()
+
+
 async def test_retries_stop_when_the_budget_is_spent(make_stack: StackFactory) -> None:
     small = FakeTier(fail="start")
     stack = await make_stack(
