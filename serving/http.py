@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -99,10 +99,14 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
     embedder = service.cache.embedder if service.cache is not None else None
     embedder_service = EmbeddingsService(embedder if isinstance(embedder, TokenCountingEmbedder) else None)
 
-    def _respond(reply: Reply) -> Response:
-        headers = dict(reply.headers)
+    def _sent(headers: Mapping[str, str]) -> dict[str, str]:
+        out = dict(headers)
         if not echo_request_id:
-            headers.pop("x-request-id", None)
+            out.pop("x-request-id", None)
+        return out
+
+    def _respond(reply: Reply) -> Response:
+        headers = _sent(reply.headers)
         if reply.stream is not None:
             headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
             return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers)
@@ -128,10 +132,7 @@ def build_http_app(service: GatewayService, *, echo_request_id: bool = True) -> 
             _count_refusal(request, error.status)
         if not error.audited:
             await _audit_refusal(request, error.status, error.code)
-        headers = dict(error.headers)
-        if not echo_request_id:
-            headers.pop("x-request-id", None)
-        return JSONResponse(error.body(), status_code=error.status, headers=headers or None)
+        return JSONResponse(error.body(), status_code=error.status, headers=_sent(error.headers) or None)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_parameter(request: Request, error: RequestValidationError) -> JSONResponse:

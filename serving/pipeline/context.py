@@ -127,7 +127,7 @@ class RequestContext:
     decision: Decision | None = None
     tier: str | None = None
     call: LiveCall | None = None
-    first: TierEvent | None = None  # the tier's first event, read before any header leaves
+    first: TierEvent | None = None  # the tier's first event (read with those up to its first token before any header)
     escalated_from: str | None = None
     reply: Reply | None = None
     principal: Principal = OPEN

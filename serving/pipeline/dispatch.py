@@ -1,9 +1,8 @@
-"""The dispatch stage: the typed request goes to the chosen tier, and the gateway waits for the tier to accept it
-before any header leaves (a refusal is still a proper HTTP error). Until that first event nothing has reached the
+"""The dispatch stage: the typed request goes to the chosen tier, and the gateway reads the tier's answer up to its
+first token before any header leaves (a refusal is still a proper HTTP error). Until then nothing has reached the
 client, so the failover (serving/pipeline/failover.py) may retry the call or move it down the tier's fallback
-chain; the dispatch reads up to the first token for that reason. A routed request whose tier fails, or stops
-at max_tokens with nothing said, is escalated once to the next tier up. Every way a tier can fail becomes a
-ServingError here; a client error keeps its 4xx and is never retried."""
+chain. A routed request whose tier fails, or stops at max_tokens with nothing said, is escalated once to the next
+tier up. Every way a tier can fail becomes a ServingError here; a client error keeps its 4xx and is never retried."""
 
 from __future__ import annotations
 
@@ -74,7 +73,7 @@ class Dispatch:
                 tier = target
 
     async def _attempt(self, ctx: RequestContext, tier: str) -> None:
-        """One call to `tier` up to its first event (the failover wraps it in the tier's breaker and retries)."""
+        """One call to `tier` up to its first token (the failover wraps it in the tier's breaker and retries)."""
         if ctx.call is not None:  # the previous attempt's call failed: end its span and stream
             await self._close(ctx.call, "retried")
             ctx.ttft = None  # the failed attempt's role chunk is not this answer's first token
@@ -165,9 +164,7 @@ class Dispatch:
         """Read until the first text (or the end) before answering: an empty answer cut at max_tokens raises
         EmptyAnswer while it can still be retried on the next tier. What was read is replayed."""
         call = ctx.call
-        assert call is not None
-        if ctx.first is None:
-            ctx.first = await self.next_event(ctx)
+        assert call is not None and ctx.first is not None  # the call was read up to its first token
         # Up to the first text, counting what the first-token read left to replay.
         read = [ctx.first, *call.replay]
         call.replay.clear()

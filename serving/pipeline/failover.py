@@ -19,7 +19,7 @@ from serving.reliability import BreakerOpen, Breakers, RetryBudget
 
 logger = logging.getLogger(__name__)
 
-Attempt = Callable[[RequestContext, str], Awaitable[None]]  # one call to a tier, up to its first event
+Attempt = Callable[[RequestContext, str], Awaitable[None]]  # one call to a tier, up to its first token
 
 
 def _final(error: ServingError) -> bool:
@@ -40,7 +40,7 @@ class Failover:
         self._budget.request()
 
     async def first_event(self, ctx: RequestContext, tier: str, attempt: Attempt) -> None:
-        """The first event of `tier`, or of the first tier of its fallback chain that gives one."""
+        """The first token of `tier`, or of the first tier of its fallback chain that gives one."""
         chain = [tier, *self._reliability[tier].fallback]
         failure: ServingError | None = None
         waits: list[float] = []
