@@ -296,7 +296,7 @@ def report(result: dict[str, Any], console: Console) -> None:
             f"{_fmt(stack['semantic_hit_p50_over_floor_p50'])} (the goal's figure is the side by side above), "
             f"/ that floor with the HTTP exchange through this ingress = "
             f"{_fmt(stack.get('semantic_hit_p50_over_ingress_floor_p50'))}\n"
-            f"hit p50 / floor p50 = {_fmt(stack['hit_p50_over_floor_p50'])} (goal <= 1.5); headers"
+            f"identical hit p50 / floor p50 = {_fmt(stack['hit_p50_over_floor_p50'])}; headers"
             f" {stack['hit_headers']}; {stack['stored_answers']} answers stored; orphans {stack['orphans_killed']};"
             f" gateway replica OMP_NUM_THREADS={stack.get('gateway_omp_num_threads')}\n"
         )

@@ -124,11 +124,17 @@ def test_planted_pii_reaches_neither_redis_nor_the_traces_nor_the_audit_log(secu
     # A clean question is cached as usual: the store works, it just never holds the planted values.
     clean = security_stack.ask(ALPHA, "Name a primary colour.", temperature=0)
     assert clean.status_code == 200 and clean.headers["x-tierserve-cache"] == "miss"
-    time.sleep(3)  # the span batch processor's export interval
     stored = _redis_text(redis.Redis.from_url(security_stack.redis.url))
     assert "Name a primary colour." in stored or "primary colour" in stored
-    received = security_stack.collector.spans()
-    assert len({s.trace_id for s in received if s.service == "tierserve-security"}) >= answered
+    # The span batch processor exports every 5 s (OpenTelemetry's default), so wait for every request's trace.
+    deadline = time.monotonic() + 30
+    while True:
+        received = security_stack.collector.spans()
+        traced = {s.trace_id for s in received if s.service == "tierserve-security"}
+        if len(traced) >= answered or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(traced) >= answered
     # The decoded spans and the raw OTLP bodies as they arrived (protobuf keeps strings as UTF-8).
     spans = json.dumps([s.__dict__ for s in received], default=str) + "\n".join(
         body.decode("utf-8", "replace") for _, _, body in list(security_stack.collector.requests)
