@@ -25,6 +25,7 @@ from benchmarks.measure import summary_ms
 from cache.config import CacheConfig, RedisConfig
 from cache.embedder import Embedder, Vector
 from cache.index import VectorIndex
+from cache.store import CachedAnswer, CacheEntry, CacheStore
 
 logger = logging.getLogger(__name__)
 DIM = 384
@@ -200,24 +201,27 @@ def http_floor(n: int, budget_s: float, log_dir: Path) -> dict[str, Any]:
             raise RuntimeError(f"trivial uvicorn left processes behind: {orphans}")
 
 
+def floor_entry(vector: Vector) -> CacheEntry:
+    """What the floor's Redis read reads: a realistic cached answer (90 tokens), tenant "t", entry id "floor"."""
+    pieces = [f" token{i}" for i in range(90)]
+    answer = CachedAnswer(pieces=pieces, finish_reason="stop", prompt_tokens=12, completion_tokens=90, tier="small")
+    return CacheEntry(
+        entry_id="floor",
+        tenant="t",
+        namespace="ns",
+        query="Explain DNA replication in one sentence.",
+        vector_b64=CacheEntry.encode_vector(vector),
+        answer=answer,
+    )
+
+
 def redis_floor(redis_url: str, vector: Vector, n: int, budget_s: float, seed: int) -> dict[str, float]:
     """One CacheStore.get_many of one entry (a realistic ~100-token answer) against the local Redis."""
-    from cache.store import CachedAnswer, CacheEntry, CacheStore
 
     async def measure() -> dict[str, float]:
         store = CacheStore(RedisConfig(key_prefix=f"cachebench{seed}"), redis_url)
-        pieces = [f" token{i}" for i in range(90)]
-        answer = CachedAnswer(pieces=pieces, finish_reason="stop", prompt_tokens=12, completion_tokens=90, tier="small")
-        entry = CacheEntry(
-            entry_id="floor",
-            tenant="t",
-            namespace="ns",
-            query="Explain DNA replication in one sentence.",
-            vector_b64=CacheEntry.encode_vector(vector),
-            answer=answer,
-        )
         try:
-            await store.put(entry, ttl_s=600, max_entries=1000)
+            await store.put(floor_entry(vector), ttl_s=600, max_entries=1000)
 
             async def call(_: int) -> None:
                 if (await store.get_many("t", ["floor"]))[0] is None:

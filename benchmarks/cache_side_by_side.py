@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
-from numpy.typing import NDArray
 
+from benchmarks.cache_parts import floor_entry
 from benchmarks.measure import Sample, ratio, summary_ms
 from cache.config import RedisConfig
 from cache.embedder import Embedder
 from cache.index import VectorIndex
-from cache.store import CachedAnswer, CacheEntry, CacheStore
+from cache.store import CacheStore
 from serving.redis_server import LocalRedis
 
 __all__ = ["FloorParts", "floor_redis", "side_by_side"]
@@ -65,7 +64,7 @@ async def side_by_side(
     """`rounds` rounds (fewer when budget_s runs out) of one hit `hit(i)` of texts[i] and one floor of texts[i]."""
     store = CacheStore(RedisConfig(key_prefix=f"sidebyside{time.time_ns()}"), redis_url)
     try:
-        await store.put(_entry(parts.embedder.embed([texts[0]])[0]), ttl_s=600, max_entries=10)
+        await store.put(floor_entry(parts.embedder.embed([texts[0]])[0]), ttl_s=600, max_entries=10)
 
         async def floor(i: int) -> dict[str, float]:
             marks = [time.perf_counter()]
@@ -121,22 +120,3 @@ def _summary(hits: list[float], floors: list[dict[str, float]], not_hits: dict[s
             hit.get("p50_ms"), round(sum(floor[name].get("p50_ms", 0.0) for name in _PARTS), 2)
         ),
     }
-
-
-def _entry(vector: NDArray[np.float32]) -> CacheEntry:
-    """A realistic cached answer (90 tokens), as the floor measured alone reads."""
-    answer = CachedAnswer(
-        pieces=[f" token{i}" for i in range(90)],
-        finish_reason="stop",
-        prompt_tokens=12,
-        completion_tokens=90,
-        tier="small",
-    )
-    return CacheEntry(
-        entry_id="floor",
-        tenant="t",
-        namespace="ns",
-        query="Explain DNA replication in one sentence.",
-        vector_b64=CacheEntry.encode_vector(vector),
-        answer=answer,
-    )
