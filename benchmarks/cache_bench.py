@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 tenant_index.add(f"e{i}", "ns0", vector)
             floor["hnsw_search_10k"] = parts.hnsw_floor(tenant_index, probes, args.floor_n, budget)
             # Kept for the floor measured beside the hits (1b); the rest of the run builds its own indexes.
-            floor_parts = FloorParts(embedder, tenant_index, parts.DEFAULTS.candidates)
+            floor_parts = FloorParts(embedder, tenant_index)
             floor["redis_get_many_1"] = parts.redis_floor(redis_server.url, probes[0], args.floor_n, budget, seed)
             floor["http_trivial_uvicorn"] = parts.http_floor(args.floor_n, budget, args.log_dir)
             keys = ("embed_batch1", "hnsw_search_10k", "redis_get_many_1", "http_trivial_uvicorn")

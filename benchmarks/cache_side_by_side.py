@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.cache_parts import floor_entry
+from benchmarks.cache_parts import DEFAULTS, floor_entry
 from benchmarks.measure import Sample, ratio, summary_ms
 from cache.config import RedisConfig
 from cache.embedder import Embedder
@@ -40,7 +40,6 @@ class FloorParts:
 
     embedder: Embedder
     index: VectorIndex  # 10k real embeddings in namespace "ns0", as in the floor measured alone
-    candidates: int
 
 
 @contextmanager
@@ -70,7 +69,7 @@ async def side_by_side(
             marks = [time.perf_counter()]
             vector = parts.embedder.embed([texts[i % len(texts)]])[0]
             marks.append(time.perf_counter())
-            parts.index.search(vector, "ns0", parts.candidates)
+            parts.index.search(vector, "ns0", DEFAULTS.candidates)  # k as the cache searches
             marks.append(time.perf_counter())
             if (await store.get_many("t", ["floor"]))[0] is None:
                 raise RuntimeError("the floor's stored entry is gone")

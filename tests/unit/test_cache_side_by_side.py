@@ -33,7 +33,7 @@ async def test_rounds_alternate_and_only_hits_count(redis_url: str) -> None:
         index.add(f"e{i}", "ns0", vector)
     async with httpx.AsyncClient(transport=httpx.MockTransport(models)) as client:
         result = await side_by_side(
-            hit, TEXTS, FloorParts(embedder, index, 4), redis_url, client, "http://stack", 6, 30, warmup=2
+            hit, TEXTS, FloorParts(embedder, index), redis_url, client, "http://stack", 6, 30, warmup=2
         )
 
     # Round i: the hit first on even rounds, the floor first on odd ones; warm-up rounds are made but not counted.
