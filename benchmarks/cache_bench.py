@@ -31,9 +31,10 @@ from rich.text import Text
 from benchmarks import cache_compare as compare
 from benchmarks import cache_parts as parts
 from benchmarks.bench import _fmt, _table
-from benchmarks.cache_side_by_side import FloorParts, floor_redis, side_by_side
+from benchmarks.cache_side_by_side import FloorParts, side_by_side
 from benchmarks.measure import Sample, chat, load, ratio, short_prompts, summary_ms, throughput
 from loadtest.processes import Server, free_port, launch, record_run, stop, wait_healthy
+from serving.redis_server import LocalRedis
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
     import torch
 
     from cache.embedder import SentenceTransformerEmbedder
-    from serving.redis_server import LocalRedis
 
     seed = random.randrange(1, 2**31)
     result |= {
@@ -209,10 +209,10 @@ async def _gateway(url: str, args: argparse.Namespace, seed: int, floor_parts: F
         hits: list[Sample] = [s for s in sequential.samples if s.cache == "hit"]
         semantic = await load(semantic_hit, args.hit_requests, 1, args.loop_budget)
         semantic_hits = [s for s in semantic.samples if s.cache == "hit"]
-        with floor_redis() as redis_url:
+        with LocalRedis() as floor_redis:  # the floor's own, so its reads queue behind nothing of the stack's
             texts = [prompts[index].lower() for index in stored]  # semantic_hit(i) sends texts[i % len(texts)]
             beside = await side_by_side(
-                semantic_hit, texts, floor_parts, redis_url, client, url, args.hit_requests, args.loop_budget
+                semantic_hit, texts, floor_parts, floor_redis.url, client, url, args.hit_requests, args.loop_budget
             )
         concurrent = {}
         for clients in (16, 32):

@@ -6,7 +6,7 @@ threads), one HNSW search of a 10k-entry index, one Redis read of a cached answe
 the stack's own ingress (`GET /v1/models`: the same HAProxy and replica server as the hit).
 
 Why rounds and not phases: measured in phases (the floor in a tight loop, the hits minutes later), the ratio
-swung between 1.43x and 1.69x on the same code (docs/cache-benchmarks.md). A tight loop keeps the embedding's
+swung between 1.11x and 1.69x on the same code (docs/cache-benchmarks.md). A tight loop keeps the embedding's
 90 MB of weights hot in the caches where one embedding per request does not, and the shared 2-core machine
 drifts by ±15 % between phases. Interleaved, both sides see the same machine and the same cadence.
 """
@@ -14,8 +14,7 @@ drifts by ±15 % between phases. Interleaved, both sides see the same machine an
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +26,8 @@ from cache.config import RedisConfig
 from cache.embedder import Embedder
 from cache.index import VectorIndex
 from cache.store import CacheStore
-from serving.redis_server import LocalRedis
 
-__all__ = ["FloorParts", "floor_redis", "side_by_side"]
+__all__ = ["FloorParts", "side_by_side"]
 
 _PARTS = ("embed", "hnsw_search", "redis_read", "http_exchange")
 
@@ -40,13 +38,6 @@ class FloorParts:
 
     embedder: Embedder
     index: VectorIndex  # 10k real embeddings in namespace "ns0", as in the floor measured alone
-
-
-@contextmanager
-def floor_redis() -> Iterator[str]:
-    """A Redis of the floor's own, so its reads queue behind nothing of the stack's."""
-    with LocalRedis() as server:
-        yield server.url
 
 
 async def side_by_side(
